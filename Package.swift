@@ -1,0 +1,45 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Release-mode numerics matter: the CPU backend is the oracle *and* the fallback,
+// so its loops are built with full optimisation even in debug test runs of other targets.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
+let package = Package(
+    name: "llm-gpu",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "llm-gpu", targets: ["llm-gpu"]),
+        .library(name: "LLM", targets: ["LLM"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C module shim: CL/cl.h and vulkan/vulkan.h, plus small wrappers for what Swift cannot import.
+        .target(
+            name: "CGPU",
+            path: "Sources/CGPU",
+            cSettings: [.define("CL_TARGET_OPENCL_VERSION", to: "120")],
+            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("vulkan")]
+        ),
+        // The engine: GGUF, tokenizers, models, runtime, decoding. No GPU API in it.
+        .target(name: "LLM", path: "Sources/LLM", swiftSettings: optimised),
+        // The CPU backend: the fallback and the oracle every GPU kernel is tested against.
+        .target(name: "BackendCPU", dependencies: ["LLM"], path: "Sources/BackendCPU", swiftSettings: optimised),
+        .executableTarget(
+            name: "llm-gpu",
+            dependencies: [
+                "LLM", "BackendCPU", "CGPU",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/llm-gpu"
+        ),
+        .testTarget(
+            name: "LLMTests",
+            dependencies: ["LLM", "BackendCPU", "CGPU"],
+            path: "Tests/LLMTests",
+            swiftSettings: optimised
+        ),
+    ]
+)

@@ -1,0 +1,2 @@
+import LLM
+print("llm-gpu")
