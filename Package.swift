@@ -41,5 +41,6 @@ let package = Package(
             path: "Tests/LLMTests",
             swiftSettings: optimised
         ),
-    ]
+    ],
+    swiftLanguageModes: [.v5]
 )

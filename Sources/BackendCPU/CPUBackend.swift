@@ -1,1 +1,246 @@
-public enum CPUBackendPlaceholder {}
+import Foundation
+import LLM
+
+final class CPUBuffer: BackendBuffer {
+    let pointer: UnsafeMutablePointer<Float>
+    override init(count: Int, label: String) {
+        pointer = .allocate(capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+        super.init(count: count, label: label)
+    }
+    deinit { pointer.deallocate() }
+}
+
+/// A weight used in place: `bytes` points into the model's memory mapping (or a caller's
+/// buffer), which the caller keeps alive for as long as the weight. Nothing is copied.
+final class CPUWeight: BackendWeight {
+    let bytes: UnsafeRawPointer
+    let rowStride: Int
+    init(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawPointer) {
+        self.bytes = bytes
+        self.rowStride = type.rowBytes(columns) ?? 0
+        super.init(name: name, type: type, rows: rows, columns: columns)
+    }
+    @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { bytes + r * rowStride }
+}
+
+/// The CPU backend: the fallback where no GPU exists, and the oracle every GPU kernel is
+/// checked against. Loops are plain and follow the op definitions in `Backend`; speed comes
+/// from SIMD over blocks and from splitting rows over threads. One session uses it at a time.
+public final class CPUBackend: Backend {
+    public let name = "cpu"
+    public let threads: Int
+    private let parallel: Parallel
+    /// Per-thread scratch: attention scores, dequantized weight tiles.
+    private var scratch: [UnsafeMutablePointer<Float>] = []
+    private var scratchCapacity = 0
+
+    public init(threads: Int? = nil) {
+        let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.threads = count
+        self.parallel = Parallel(threads: count)
+    }
+
+    deinit { scratch.forEach { $0.deallocate() } }
+
+    public var deviceDescription: String {
+        "CPU, \(threads) thread\(threads == 1 ? "" : "s")"
+    }
+
+    public func supports(_ op: BackendOp) -> Bool {
+        switch op {
+        case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
+        default: return true
+        }
+    }
+
+    // MARK: Memory
+
+    public func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight {
+        precondition(bytes.count >= rows * (type.rowBytes(columns) ?? .max), "weight '\(name)' is smaller than its shape")
+        return CPUWeight(name: name, type: type, rows: rows, columns: columns, bytes: bytes.baseAddress!)
+    }
+
+    public func makeBuffer(count: Int, label: String) throws -> BackendBuffer {
+        CPUBuffer(count: count, label: label)
+    }
+
+    public func upload(_ values: [Float], to buffer: BackendBuffer, offset: Int) throws {
+        precondition(offset >= 0 && offset + values.count <= buffer.count, "upload past the end of '\(buffer.label)'")
+        values.withUnsafeBufferPointer { (cpu(buffer) + offset).update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    public func download(_ buffer: BackendBuffer, offset: Int, count: Int) throws -> [Float] {
+        precondition(offset >= 0 && offset + count <= buffer.count, "download past the end of '\(buffer.label)'")
+        return Array(UnsafeBufferPointer(start: cpu(buffer) + offset, count: count))
+    }
+
+    public func synchronize() throws {}
+
+    // MARK: Ops
+
+    public func embed(_ table: BackendWeight, tokens: [Int32], into output: BackendBuffer) throws {
+        let t = weight(table), out = cpu(output)
+        for (r, token) in tokens.enumerated() {
+            DotKernels.dequantizeRow(t.type, t.row(Int(token)), t.columns, out + r * t.columns)
+        }
+    }
+
+    public func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws {
+        let w = self.weight(weight), x = cpu(input), y = cpu(output)
+        let columns = w.columns, outputs = w.rows
+        if rows == 1 {
+            // Decode: stream each weight row once, straight from its blocks.
+            parallel.forEach(outputs, granularity: 16, minimumPerThread: 64) { range in
+                for o in range { y[o] = DotKernels.dot(w.type, w.row(o), x, columns) }
+            }
+            return
+        }
+        // Prompt batch: dequantize a tile of weight rows once into per-thread scratch, then
+        // reuse it for every token, so dequantization is amortized over the batch.
+        let tile = 8
+        ensureScratch(tile * columns)
+        let tiles = (outputs + tile - 1) / tile
+        parallel.forEachIndexed(tiles) { tileIndex, worker in
+            let buffer = self.scratch[worker]
+            let first = tileIndex * tile, count = min(tile, outputs - first)
+            for i in 0..<count {
+                DotKernels.dequantizeRow(w.type, w.row(first + i), columns, buffer + i * columns)
+            }
+            for r in 0..<rows {
+                let xr = x + r * columns, yr = y + r * outputs + first
+                for i in 0..<count { yr[i] = DotKernels.dotF32(buffer + i * columns, xr, columns) }
+            }
+        }
+    }
+
+    public func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws {
+        let x = cpu(input), y = cpu(output), w = self.weight(weight)
+        let width = w.columns, g = w.bytes.assumingMemoryBound(to: Float.self)
+        for r in 0..<rows {
+            let xr = x + r * width, yr = y + r * width
+            // Sum in double: the oracle should not lose bits to the order of a long reduction.
+            var sum = 0.0
+            for i in 0..<width { sum += Double(xr[i]) * Double(xr[i]) }
+            let scale = Float(1 / (sum / Double(width) + Double(eps)).squareRoot())
+            for i in 0..<width { yr[i] = xr[i] * scale * g[i] }
+        }
+    }
+
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws {
+        let x = cpu(buffer), pairs = parameters.dimensions / 2
+        for r in 0..<rows {
+            let position = startPosition + r
+            for i in 0..<pairs {
+                let theta = parameters.angle(position: position, pair: i)
+                let c = cos(theta), s = sin(theta)
+                for h in 0..<heads {
+                    let head = x + (r * heads + h) * headDim
+                    // normal: pair (2i, 2i+1); neox: pair (i, i + dims/2)
+                    let a = parameters.style == .normal ? 2 * i : i
+                    let b = parameters.style == .normal ? 2 * i + 1 : i + pairs
+                    let x0 = head[a], x1 = head[b]
+                    head[a] = x0 * c - x1 * s
+                    head[b] = x0 * s + x1 * c
+                }
+            }
+        }
+    }
+
+    public func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                          rows: Int, startPosition: Int, shape: AttentionShape) throws {
+        let q = cpu(query), k = cpu(keys), v = cpu(values), out = cpu(output)
+        let headDim = shape.headDim, kvWidth = shape.kvWidth, group = shape.heads / shape.kvHeads
+        ensureScratch(startPosition + rows)
+        parallel.forEachIndexed(rows * shape.heads) { index, worker in
+            let r = index / shape.heads, h = index % shape.heads
+            let visible = startPosition + r + 1          // causal: positions 0 ... startPosition + r
+            let qh = q + r * shape.queryWidth + h * headDim
+            let kvOffset = (h / group) * headDim
+            let scores = self.scratch[worker]
+            var maxScore = -Float.infinity
+            for p in 0..<visible {
+                let s = DotKernels.dotF32(qh, k + p * kvWidth + kvOffset, headDim) * shape.scale
+                scores[p] = s
+                maxScore = max(maxScore, s)
+            }
+            var total: Float = 0
+            for p in 0..<visible {
+                let e = exp(scores[p] - maxScore)
+                scores[p] = e
+                total += e
+            }
+            let oh = out + r * shape.queryWidth + h * headDim
+            oh.update(repeating: 0, count: headDim)
+            let inverse = 1 / total
+            for p in 0..<visible {
+                let weight = scores[p] * inverse, vp = v + p * kvWidth + kvOffset
+                for d in 0..<headDim { oh[d] += weight * vp[d] }
+            }
+        }
+    }
+
+    public func copyRows(_ source: BackendBuffer, sourceRow: Int, into destination: BackendBuffer, destinationRow: Int,
+                         rows: Int, width: Int) throws {
+        precondition((sourceRow + rows) * width <= source.count && (destinationRow + rows) * width <= destination.count,
+                     "copyRows outside '\(source.label)' or '\(destination.label)'")
+        (cpu(destination) + destinationRow * width).update(from: cpu(source) + sourceRow * width, count: rows * width)
+    }
+
+    public func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        let g = cpu(gate), u = cpu(up), y = cpu(output)
+        parallel.forEach(count, granularity: 64, minimumPerThread: 4096) { range in
+            for i in range {
+                let x = g[i]
+                y[i] = x / (1 + exp(-x)) * u[i]
+            }
+        }
+    }
+
+    public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        let x = cpu(a), z = cpu(b), y = cpu(output)
+        for i in 0..<count { y[i] = x[i] + z[i] }
+    }
+
+    public func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws {
+        let x = cpu(buffer)
+        for r in 0..<rows {
+            let row = x + r * width
+            var maxValue = -Float.infinity
+            for i in 0..<width { maxValue = max(maxValue, row[i]) }
+            var total: Float = 0
+            for i in 0..<width {
+                row[i] = exp(row[i] - maxValue)
+                total += row[i]
+            }
+            for i in 0..<width { row[i] /= total }
+        }
+    }
+
+    public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
+        let x = cpu(buffer)
+        return (0..<rows).map { r in
+            let row = x + r * width
+            var best = 0
+            for i in 1..<width where row[i] > row[best] { best = i }
+            return Int32(best)
+        }
+    }
+
+    // MARK: Helpers
+
+    @inline(__always) private func cpu(_ buffer: BackendBuffer) -> UnsafeMutablePointer<Float> {
+        (buffer as! CPUBuffer).pointer
+    }
+
+    @inline(__always) private func weight(_ weight: BackendWeight) -> CPUWeight {
+        weight as! CPUWeight
+    }
+
+    private func ensureScratch(_ floats: Int) {
+        guard floats > scratchCapacity || scratch.count < threads else { return }
+        scratch.forEach { $0.deallocate() }
+        scratchCapacity = max(floats, scratchCapacity * 2, 4096)
+        scratch = (0..<threads).map { _ in .allocate(capacity: scratchCapacity) }
+    }
+}

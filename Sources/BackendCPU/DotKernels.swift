@@ -1,0 +1,164 @@
+import LLM
+
+// Dot products of one weight row (in its GGUF block format) with f32 activations, and SIMD
+// dequantization of a row. Activations stay f32: this backend is the oracle, so it does not
+// round them to 8 bits as llama.cpp's CPU path does. Block layouts: ggml-common.h.
+
+@inline(__always)
+private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
+@inline(__always)
+private func halfAt(_ p: UnsafeRawPointer, _ offset: Int = 0) -> Float {
+    halfToFloat(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+}
+
+enum DotKernels {
+    /// Σ a[i]·b[i] over `count` f32 values.
+    @inline(__always)
+    static func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
+        var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
+        var i = 0
+        while i + 32 <= count {
+            acc0 += load16(a + i) * load16(b + i)
+            acc1 += load16(a + i + 16) * load16(b + i + 16)
+            i += 32
+        }
+        while i + 16 <= count {
+            acc0 += load16(a + i) * load16(b + i)
+            i += 16
+        }
+        var sum = (acc0 + acc1).sum()
+        while i < count {
+            sum += a[i] * b[i]
+            i += 1
+        }
+        return sum
+    }
+
+    /// Σ row[i]·x[i] for a row of `columns` elements of `type`.
+    static func dot(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
+        switch type {
+        case .f32: return dotF32(row.assumingMemoryBound(to: Float.self), x, columns)
+        case .f16: return dotF16(row, x, columns)
+        case .bf16: return dotBF16(row, x, columns)
+        case .q8_0: return dotQ8_0(row, x, columns / 32)
+        case .q4_0: return dotQ4_0(row, x, columns / 32)
+        case .q4_1: return dotQ4_1(row, x, columns / 32)
+        default: preconditionFailure("dot(\(type)) reached without a supports() check")
+        }
+    }
+
+    static func dotF16(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= count {
+            let w = SIMD16<Float>(row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<Float16>.self))
+            acc += w * load16(x + i)
+            i += 16
+        }
+        var sum = acc.sum()
+        while i < count {
+            sum += halfAt(row, 2 * i) * x[i]
+            i += 1
+        }
+        return sum
+    }
+
+    static func dotBF16(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
+        var acc = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= count {
+            let bits = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)) &<< 16
+            acc += unsafeBitCast(bits, to: SIMD16<Float>.self) * load16(x + i)
+            i += 16
+        }
+        var sum = acc.sum()
+        while i < count {
+            sum += bfloat16ToFloat(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) * x[i]
+            i += 1
+        }
+        return sum
+    }
+
+    /// block_q8_0 { half d; int8 qs[32] }: Σ d · Σ q·x
+    static func dotQ8_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
+        var acc = SIMD16<Float>()
+        for b in 0..<blocks {
+            let block = row + b * 34
+            let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
+            let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.lowHalf))
+            let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.highHalf))
+            let xs = x + b * 32
+            acc += SIMD16(repeating: halfAt(block)) * (lo * load16(xs) + hi * load16(xs + 16))
+        }
+        return acc.sum()
+    }
+
+    /// block_q4_0 { half d; uint8 qs[16] }: element j is lo nibble of qs[j], j+16 the hi nibble, minus 8.
+    static func dotQ4_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
+        var acc = SIMD16<Float>()
+        let eight = SIMD16<Float>(repeating: 8)
+        for b in 0..<blocks {
+            let block = row + b * 18
+            let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
+            let lo = SIMD16<Float>(q & 0x0F) - eight
+            let hi = SIMD16<Float>(q &>> 4) - eight
+            let xs = x + b * 32
+            acc += SIMD16(repeating: halfAt(block)) * (lo * load16(xs) + hi * load16(xs + 16))
+        }
+        return acc.sum()
+    }
+
+    /// block_q4_1 { half d; half m; uint8 qs[16] }: x = d·q + m, so Σ = d·Σq·x + m·Σx.
+    static func dotQ4_1(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
+        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
+        for b in 0..<blocks {
+            let block = row + b * 20
+            let q = block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
+            let xs = x + b * 32
+            let x0 = load16(xs), x1 = load16(xs + 16)
+            accD += SIMD16(repeating: halfAt(block)) * (SIMD16<Float>(q & 0x0F) * x0 + SIMD16<Float>(q &>> 4) * x1)
+            accM += SIMD16(repeating: halfAt(block, 2)) * (x0 + x1)
+        }
+        return (accD + accM).sum()
+    }
+
+    /// Dequantizes one row of `columns` elements into `out` (SIMD paths for the block formats).
+    static func dequantizeRow(_ type: GGMLType, _ row: UnsafeRawPointer, _ columns: Int, _ out: UnsafeMutablePointer<Float>) {
+        switch type {
+        case .q8_0:
+            for b in 0..<(columns / 32) {
+                let block = row + b * 34
+                let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
+                let d = SIMD16<Float>(repeating: halfAt(block))
+                store16(d * SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.lowHalf)), out + b * 32)
+                store16(d * SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.highHalf)), out + b * 32 + 16)
+            }
+        case .q4_0:
+            for b in 0..<(columns / 32) {
+                let block = row + b * 18
+                let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
+                let d = SIMD16<Float>(repeating: halfAt(block)), eight = SIMD16<Float>(repeating: 8)
+                store16(d * (SIMD16<Float>(q & 0x0F) - eight), out + b * 32)
+                store16(d * (SIMD16<Float>(q &>> 4) - eight), out + b * 32 + 16)
+            }
+        case .q4_1:
+            for b in 0..<(columns / 32) {
+                let block = row + b * 20
+                let q = block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
+                let d = SIMD16<Float>(repeating: halfAt(block)), m = SIMD16<Float>(repeating: halfAt(block, 2))
+                store16(d * SIMD16<Float>(q & 0x0F) + m, out + b * 32)
+                store16(d * SIMD16<Float>(q &>> 4) + m, out + b * 32 + 16)
+            }
+        default:
+            Quantization.dequantize(type, row, count: columns, into: out)
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+
+// The protocol every compute backend implements (CPU, OpenCL, Vulkan). The forward pass is
+// written once against it (Runtime/Transformer.swift); a backend only supplies buffers and ops.
+//
+// Conventions shared by every op:
+// - Activations are f32, row-major `[rows, width]`: one row per token of the batch.
+// - A weight matrix has `rows` outputs over `columns` inputs, stored as GGUF stores it
+//   (ggml ne = [columns, rows]), each row a run of quantized blocks.
+// - Ops are enqueued in order; a backend may run them asynchronously. Only `download` and
+//   `argmax` bring data back to the host, and they wait for the work before them.
+
+/// Device memory holding `count` f32 values. Backends subclass it with their own handle.
+open class BackendBuffer {
+    public let count: Int
+    public let label: String
+    public init(count: Int, label: String) {
+        self.count = count
+        self.label = label
+    }
+}
+
+/// A weight tensor resident on the device, in its GGUF block format.
+open class BackendWeight {
+    public let name: String
+    public let type: GGMLType
+    /// Output features (ggml ne1 × ne2 × ne3).
+    public let rows: Int
+    /// Input features (ggml ne0).
+    public let columns: Int
+    public init(name: String, type: GGMLType, rows: Int, columns: Int) {
+        self.name = name
+        self.type = type
+        self.rows = rows
+        self.columns = columns
+    }
+    public var byteCount: Int { rows * (type.rowBytes(columns) ?? 0) }
+}
+
+/// How RoPE pairs up the dimensions of a head.
+public enum RopeStyle: String, Sendable, Hashable {
+    /// Adjacent pairs (x[2i], x[2i+1]): llama.cpp's LLAMA_ROPE_TYPE_NORM (llama, mistral).
+    case normal
+    /// Halves (x[i], x[i + d/2]): LLAMA_ROPE_TYPE_NEOX (qwen2, gemma, gpt-neox).
+    case neox
+}
+
+public struct RopeParameters: Sendable, Equatable {
+    /// Rotated dimensions per head (≤ headDim); the rest pass through unchanged.
+    public var dimensions: Int
+    public var base: Float
+    public var style: RopeStyle
+    /// Linear position scaling (1 / rope.scaling.factor); 1 when absent.
+    public var positionScale: Float
+    /// Per-pair frequency divisors (llama 3.1's `rope_freqs.weight`); nil when absent.
+    public var frequencyFactors: [Float]?
+
+    public init(dimensions: Int, base: Float, style: RopeStyle, positionScale: Float = 1, frequencyFactors: [Float]? = nil) {
+        self.dimensions = dimensions
+        self.base = base
+        self.style = style
+        self.positionScale = positionScale
+        self.frequencyFactors = frequencyFactors
+    }
+
+    /// θ for pair `i` at `position`: position · base^(−2i/dimensions) / factor[i].
+    @inline(__always)
+    public func angle(position: Int, pair: Int) -> Float {
+        let exponent = -2.0 * Double(pair) / Double(dimensions)
+        var theta = Double(position) * Double(positionScale) * pow(Double(base), exponent)
+        if let factors = frequencyFactors { theta /= Double(factors[pair]) }
+        return Float(theta)
+    }
+}
+
+public struct AttentionShape: Sendable, Equatable {
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    /// Multiplies q·k before the softmax (1/√headDim for llama).
+    public var scale: Float
+
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.scale = scale
+    }
+    public var queryWidth: Int { heads * headDim }
+    public var kvWidth: Int { kvHeads * headDim }
+}
+
+/// An op a backend may or may not implement. The engine asks before it plans, and an
+/// unsupported op is an error, never a silent fallback to another backend.
+public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
+    case matmul(GGMLType)
+    case embedding(GGMLType)
+    case rmsNorm
+    case rope(RopeStyle)
+    case attention
+    case softmax
+    case swiglu
+    case add
+    case copyRows
+    case argmax
+
+    public var description: String {
+        switch self {
+        case .matmul(let t): return "matmul(\(t))"
+        case .embedding(let t): return "embedding(\(t))"
+        case .rope(let s): return "rope(\(s.rawValue))"
+        case .rmsNorm: return "rmsNorm"
+        case .attention: return "attention"
+        case .softmax: return "softmax"
+        case .swiglu: return "swiglu"
+        case .add: return "add"
+        case .copyRows: return "copyRows"
+        case .argmax: return "argmax"
+        }
+    }
+}
+
+public protocol Backend: AnyObject {
+    /// "cpu", "opencl", "vulkan".
+    var name: String { get }
+    /// The device in words, for logs and `bench`.
+    var deviceDescription: String { get }
+
+    func supports(_ op: BackendOp) -> Bool
+
+    // MARK: Memory
+
+    /// Makes `bytes` (a 2-D-viewable GGUF tensor) resident on the device.
+    func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight
+    /// A zero-filled buffer of `count` f32 values.
+    func makeBuffer(count: Int, label: String) throws -> BackendBuffer
+    func upload(_ values: [Float], to buffer: BackendBuffer, offset: Int) throws
+    func download(_ buffer: BackendBuffer, offset: Int, count: Int) throws -> [Float]
+
+    // MARK: Ops (rows = tokens in the batch)
+
+    /// output[r] = table[tokens[r]], dequantized.
+    func embed(_ table: BackendWeight, tokens: [Int32], into output: BackendBuffer) throws
+    /// output[r, o] = Σ_c weight[o, c] · input[r, c], for r < rows.
+    func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws
+    /// output[r] = input[r] / √(mean(input[r]²) + eps) · weight.
+    func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws
+    /// Rotates each head of `buffer` ([rows, heads · headDim]) in place; row r sits at position startPosition + r.
+    func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws
+    /// Causal attention of `query` rows (positions startPosition + r) over cached keys and
+    /// values at positions 0 ... startPosition + r. Query heads share KV heads in groups (GQA).
+    func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                   rows: Int, startPosition: Int, shape: AttentionShape) throws
+    /// Copies `rows` rows of `width` values from source row `sourceRow` to destination row `destinationRow`.
+    func copyRows(_ source: BackendBuffer, sourceRow: Int, into destination: BackendBuffer, destinationRow: Int,
+                  rows: Int, width: Int) throws
+    /// output = silu(gate) · up, element-wise over `count` values.
+    func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws
+    /// output = a + b over `count` values (output may alias a).
+    func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws
+    /// Softmax over each row of `width` values, in place.
+    func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws
+    /// The index of the largest value of each row (the first one on ties).
+    func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32]
+    /// Waits until all enqueued work has finished.
+    func synchronize() throws
+}
+
+/// Raised when a plan needs an op the chosen backend lacks.
+public struct UnsupportedOpError: Error, CustomStringConvertible {
+    public let backend: String
+    public let op: BackendOp
+    public let context: String
+    public init(backend: String, op: BackendOp, context: String) {
+        self.backend = backend
+        self.op = op
+        self.context = context
+    }
+    public var description: String {
+        "the \(backend) backend does not support \(op) (needed for \(context))"
+    }
+}

@@ -1,0 +1,47 @@
+/// A loaded model: its file, hyperparameters, tokenizer and device-resident weights.
+public final class Model {
+    public let gguf: GGUFFile
+    public let config: ModelConfig
+    public let weights: TransformerWeights
+    public let backend: Backend
+    public let tokenizer: Tokenizer
+
+    init(gguf: GGUFFile, config: ModelConfig, weights: TransformerWeights, backend: Backend, tokenizer: Tokenizer) {
+        self.gguf = gguf
+        self.config = config
+        self.weights = weights
+        self.backend = backend
+        self.tokenizer = tokenizer
+    }
+
+    /// Opens `path`, checks that `backend` can run every tensor, and uploads the weights.
+    public static func load(path: String, backend: Backend) throws -> Model {
+        try load(gguf: GGUFFile(path: path), backend: backend)
+    }
+
+    public static func load(gguf: GGUFFile, backend: Backend) throws -> Model {
+        let architecture = try gguf.string("general.architecture")
+        // The tokenizer is checked first: it is cheap, and a bad vocabulary should fail
+        // before megabytes of weights are uploaded.
+        let tokenizer = try Tokenizer(gguf: gguf)
+        let (config, weights) = try ModelLoader.load(architecture: architecture, gguf: gguf, backend: backend)
+        return Model(gguf: gguf, config: config, weights: weights, backend: backend, tokenizer: tokenizer)
+    }
+
+    /// Parameters (weight elements) in the file.
+    public var parameterCount: Int { gguf.tensors.reduce(0) { $0 + $1.elementCount } }
+    /// Bytes of tensor data in the file.
+    public var weightBytes: Int { gguf.tensors.reduce(0) { $0 + $1.byteCount } }
+}
+
+/// Maps `general.architecture` to the file that knows its tensors.
+public enum ModelLoader {
+    public static let supportedArchitectures: Set<String> = ["llama"]
+
+    static func load(architecture: String, gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
+        switch architecture {
+        case "llama": return try Llama.load(gguf: gguf, backend: backend)
+        default: throw ModelError.unsupportedArchitecture(architecture)
+        }
+    }
+}

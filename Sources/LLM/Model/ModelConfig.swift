@@ -1,0 +1,103 @@
+/// Hyperparameters of a decoder-only transformer, read from `<arch>.*` GGUF metadata.
+public struct ModelConfig: Sendable, Equatable {
+    public var architecture: String
+    public var name: String
+    public var layers: Int
+    /// Residual stream width (`embedding_length`).
+    public var dim: Int
+    /// FFN hidden width (`feed_forward_length`).
+    public var ffnDim: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDim: Int
+    public var vocabularySize: Int
+    /// The context the model was trained for (`context_length`).
+    public var trainedContext: Int
+    public var normEps: Float
+    public var rope: RopeParameters
+
+    public var attentionShape: AttentionShape {
+        AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
+    }
+
+    /// Reads the keys every llama-like architecture shares. `prefix` is the architecture name.
+    public init(gguf: GGUFFile, architecture: String, ropeStyle: RopeStyle) throws {
+        func key(_ k: String) -> String { "\(architecture).\(k)" }
+        func optionalInt(_ k: String) throws -> Int? { gguf[key(k)] == nil ? nil : try gguf.int(key(k)) }
+
+        self.architecture = architecture
+        self.name = (gguf["general.name"]?.stringValue) ?? architecture
+        layers = try gguf.int(key("block_count"))
+        dim = try gguf.int(key("embedding_length"))
+        ffnDim = try gguf.int(key("feed_forward_length"))
+        heads = try gguf.int(key("attention.head_count"))
+        kvHeads = try optionalInt("attention.head_count_kv") ?? heads
+        headDim = try optionalInt("attention.key_length") ?? (heads > 0 ? dim / heads : 0)
+        trainedContext = try gguf.int(key("context_length"))
+        normEps = Float(try gguf.float(key("attention.layer_norm_rms_epsilon")))
+        if let v = try optionalInt("vocab_size") {
+            vocabularySize = v
+        } else if let tokens = gguf["tokenizer.ggml.tokens"]?.arrayValue {
+            vocabularySize = tokens.count
+        } else {
+            throw GGUFError.missingKey(key("vocab_size"))
+        }
+
+        let ropeDims = try optionalInt("rope.dimension_count") ?? headDim
+        let ropeBase = gguf[key("rope.freq_base")] == nil ? 10_000 : Float(try gguf.float(key("rope.freq_base")))
+        var positionScale: Float = 1
+        if gguf[key("rope.scaling.type")]?.stringValue == "linear", let factor = gguf[key("rope.scaling.factor")]?.floatValue, factor > 0 {
+            positionScale = Float(1 / factor)
+        }
+        rope = RopeParameters(dimensions: ropeDims, base: ropeBase, style: ropeStyle, positionScale: positionScale)
+
+        try validate()
+    }
+
+    private func validate() throws {
+        func check(_ ok: Bool, _ field: String, _ value: Int) throws {
+            if !ok { throw ModelError.invalidHyperparameter(key: "\(architecture).\(field)", value: "\(value)") }
+        }
+        try check(layers > 0 && layers <= 1024, "block_count", layers)
+        try check(dim > 0 && dim <= 1 << 16, "embedding_length", dim)
+        try check(ffnDim > 0 && ffnDim <= 1 << 18, "feed_forward_length", ffnDim)
+        try check(heads > 0 && heads <= 1024, "attention.head_count", heads)
+        try check(kvHeads > 0 && heads % kvHeads == 0, "attention.head_count_kv", kvHeads)
+        try check(headDim > 0 && headDim <= 1024, "attention.key_length", headDim)
+        try check(rope.dimensions > 0 && rope.dimensions <= headDim && rope.dimensions % 2 == 0, "rope.dimension_count", rope.dimensions)
+        try check(trainedContext > 0, "context_length", trainedContext)
+        try check(vocabularySize > 0, "vocab_size", vocabularySize)
+    }
+}
+
+public enum ModelError: Error, Equatable, CustomStringConvertible {
+    case unsupportedArchitecture(String)
+    case invalidHyperparameter(key: String, value: String)
+    case unsupportedTensorType(tensor: String, type: GGMLType, backend: String)
+    case tensorShape(tensor: String, expected: [Int], found: [Int])
+    case contextTooSmall(requested: Int)
+    case promptTooLong(tokens: Int, context: Int)
+    case emptyPrompt
+    case tokenOutOfRange(token: Int, vocabularySize: Int)
+
+    public var description: String {
+        switch self {
+        case .unsupportedArchitecture(let a):
+            return "unsupported model architecture '\(a)' (supported: \(ModelLoader.supportedArchitectures.sorted().joined(separator: ", ")))"
+        case let .invalidHyperparameter(key, value):
+            return "invalid model metadata: \(key) = \(value)"
+        case let .unsupportedTensorType(tensor, type, backend):
+            return "tensor '\(tensor)' has weight type \(type), which the \(backend) backend does not support"
+        case let .tensorShape(tensor, expected, found):
+            return "tensor '\(tensor)' has shape \(found), expected \(expected)"
+        case .contextTooSmall(let n):
+            return "context of \(n) tokens is too small (need at least 1)"
+        case let .promptTooLong(tokens, context):
+            return "prompt of \(tokens) tokens does not fit the context of \(context) tokens (raise --context or shorten the prompt)"
+        case .emptyPrompt:
+            return "the prompt is empty: nothing to evaluate"
+        case let .tokenOutOfRange(token, size):
+            return "token id \(token) is outside the vocabulary (0..<\(size))"
+        }
+    }
+}

@@ -1,0 +1,144 @@
+/// Which rows of logits a forward pass should produce.
+public enum LogitsRequest: Sendable {
+    /// Only the last token's (decoding).
+    case last
+    /// One row per input token (`logits`, `perplexity`).
+    case all
+}
+
+/// Runs the model's forward pass on its backend, appending to a KV cache. This is the one
+/// place the decoder graph is written; every backend executes it through `Backend` ops.
+public final class InferenceSession {
+    public let model: Model
+    public let cache: KVCache
+    /// Tokens per forward chunk: prompts are evaluated in batches of at most this many.
+    public let batchSize: Int
+
+    private let backend: Backend
+    private let scratch: Scratch
+
+    /// `contextLength` is the KV cache capacity in tokens.
+    public init(model: Model, contextLength: Int, batchSize: Int = 256) throws {
+        guard contextLength > 0 else { throw ModelError.contextTooSmall(requested: contextLength) }
+        let c = model.config
+        self.model = model
+        self.backend = model.backend
+        self.batchSize = max(1, min(batchSize, contextLength))
+        self.cache = try KVCache(backend: model.backend, layers: c.layers, capacity: contextLength,
+                                 width: c.kvHeads * c.headDim)
+        self.scratch = try Scratch(backend: model.backend, config: c, rows: self.batchSize)
+        try checkSupport()
+    }
+
+    /// Tokens evaluated so far (the next token's position).
+    public var position: Int { cache.count }
+
+    public func reset() { cache.truncate(to: 0) }
+
+    /// Appends `tokens` at the current position and returns their logits:
+    /// `[1, vocab]` for `.last`, `[tokens.count, vocab]` for `.all`, on the device.
+    public func evaluate(_ tokens: [Int32], logits request: LogitsRequest) throws -> BackendBuffer {
+        guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
+        guard tokens.count <= cache.remaining else {
+            throw ModelError.promptTooLong(tokens: cache.count + tokens.count, context: cache.capacity)
+        }
+        let vocab = model.config.vocabularySize
+        for t in tokens where t < 0 || Int(t) >= vocab {
+            throw ModelError.tokenOutOfRange(token: Int(t), vocabularySize: vocab)
+        }
+        let all = request == .all && tokens.count > batchSize
+            ? try backend.makeBuffer(count: tokens.count * vocab, label: "logits.all") : nil
+        var start = 0
+        while start < tokens.count {
+            let chunk = Array(tokens[start..<min(start + batchSize, tokens.count)])
+            let isLast = start + chunk.count == tokens.count
+            let wanted: LogitsRequest? = request == .all ? .all : (isLast ? .last : nil)
+            try forward(chunk, logits: wanted)
+            if let all, wanted == .all {
+                try backend.copyRows(scratch.logits, sourceRow: 0, into: all, destinationRow: start, rows: chunk.count, width: vocab)
+            }
+            start += chunk.count
+        }
+        return all ?? scratch.logits
+    }
+
+    /// The greedy next token after `tokens`: only the id crosses back from the device.
+    public func evaluateGreedy(_ tokens: [Int32]) throws -> Int32 {
+        let logits = try evaluate(tokens, logits: .last)
+        return try backend.argmax(logits, rows: 1, width: model.config.vocabularySize)[0]
+    }
+
+    // MARK: The decoder graph
+
+    private func forward(_ tokens: [Int32], logits request: LogitsRequest?) throws {
+        let c = model.config, w = model.weights, s = scratch, b = backend
+        let n = tokens.count, start = cache.count
+        let shape = c.attentionShape
+
+        try b.embed(w.tokenEmbedding, tokens: tokens, into: s.x)
+        for (l, layer) in w.layers.enumerated() {
+            // Attention block: x += Wo · attention(rope(Wq h), rope(Wk h), Wv h), h = norm(x)
+            try b.rmsNorm(s.x, weight: layer.attentionNorm, into: s.h, rows: n, eps: c.normEps)
+            try b.matmul(layer.wq, s.h, into: s.q, rows: n)
+            try b.matmul(layer.wk, s.h, into: s.k, rows: n)
+            try b.matmul(layer.wv, s.h, into: s.v, rows: n)
+            try b.rope(s.q, rows: n, heads: c.heads, headDim: c.headDim, startPosition: start, parameters: c.rope)
+            try b.rope(s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, startPosition: start, parameters: c.rope)
+            try b.copyRows(s.k, sourceRow: 0, into: cache.keys[l], destinationRow: start, rows: n, width: cache.width)
+            try b.copyRows(s.v, sourceRow: 0, into: cache.values[l], destinationRow: start, rows: n, width: cache.width)
+            try b.attention(query: s.q, keys: cache.keys[l], values: cache.values[l], into: s.attention,
+                            rows: n, startPosition: start, shape: shape)
+            try b.matmul(layer.wo, s.attention, into: s.h, rows: n)
+            try b.add(s.x, s.h, into: s.x, count: n * c.dim)
+
+            // Feed-forward block: x += Wdown · (silu(Wgate h) · Wup h), h = norm(x)
+            try b.rmsNorm(s.x, weight: layer.ffnNorm, into: s.h, rows: n, eps: c.normEps)
+            try b.matmul(layer.ffnGate, s.h, into: s.gate, rows: n)
+            try b.matmul(layer.ffnUp, s.h, into: s.up, rows: n)
+            try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+            try b.matmul(layer.ffnDown, s.gate, into: s.h, rows: n)
+            try b.add(s.x, s.h, into: s.x, count: n * c.dim)
+        }
+        cache.advance(by: n)
+
+        switch request {
+        case nil:
+            return
+        case .all?:
+            try b.rmsNorm(s.x, weight: w.outputNorm, into: s.h, rows: n, eps: c.normEps)
+            try b.matmul(w.output, s.h, into: s.logits, rows: n)
+        case .last?:
+            // Only the last row is projected to the vocabulary: the largest matmul shrinks n-fold.
+            try b.copyRows(s.x, sourceRow: n - 1, into: s.h, destinationRow: 0, rows: 1, width: c.dim)
+            try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: 1, eps: c.normEps)
+            try b.matmul(w.output, s.h, into: s.logits, rows: 1)
+        }
+    }
+
+    private func checkSupport() throws {
+        let needed: [BackendOp] = [.rmsNorm, .rope(model.config.rope.style), .attention, .copyRows, .swiglu, .add, .argmax]
+        for op in needed where !backend.supports(op) {
+            throw UnsupportedOpError(backend: backend.name, op: op, context: model.config.architecture)
+        }
+    }
+}
+
+/// Activations for one batch, allocated once per session so no step allocates.
+private struct Scratch {
+    let x, h, q, k, v, attention, gate, up, logits: BackendBuffer
+
+    init(backend: Backend, config c: ModelConfig, rows: Int) throws {
+        func make(_ width: Int, _ label: String) throws -> BackendBuffer {
+            try backend.makeBuffer(count: rows * width, label: label)
+        }
+        x = try make(c.dim, "x")
+        h = try make(max(c.dim, c.heads * c.headDim), "h")
+        q = try make(c.heads * c.headDim, "q")
+        k = try make(c.kvHeads * c.headDim, "k")
+        v = try make(c.kvHeads * c.headDim, "v")
+        attention = try make(c.heads * c.headDim, "attention")
+        gate = try make(c.ffnDim, "gate")
+        up = try make(c.ffnDim, "up")
+        logits = try make(c.vocabularySize, "logits")
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import BackendCPU
+import Foundation
+import LLM
+
+enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
+    case cpu, opencl, vulkan
+}
+
+/// Options every subcommand that runs the model shares.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Compute backend: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var backend: BackendChoice = .cpu
+
+    @Option(help: "Device index for GPU backends (see `llm-gpu devices`).")
+    var device: Int?
+
+    @Option(help: "CPU threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
+    var context: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let context, context < 1 { throw ValidationError("--context must be at least 1, got \(context)") }
+        if let device, device < 0 { throw ValidationError("--device must be 0 or more, got \(device)") }
+        if backend == .cpu, device != nil { throw ValidationError("--device applies to GPU backends, not --backend cpu") }
+    }
+
+    func makeBackend() throws -> Backend {
+        switch backend {
+        case .cpu:
+            return CPUBackend(threads: threads)
+        case .opencl, .vulkan:
+            // Never fall back to the CPU silently: say what is missing.
+            throw CLIError("the \(backend.rawValue) backend is not available in this build yet; use --backend cpu")
+        }
+    }
+
+    /// Loads the model and opens a session with the requested context.
+    func open(modelPath: String) throws -> (Model, InferenceSession) {
+        let model = try Model.load(path: modelPath, backend: makeBackend())
+        let length = context ?? min(model.config.trainedContext, 4096)
+        return (model, try InferenceSession(model: model, contextLength: length))
+    }
+}
+
+/// `--model`, defaulting to SmolLM2 in the user's cache.
+struct ModelOption: ParsableArguments {
+    @Option(help: "Path to a GGUF model (default: SmolLM2-135M-Instruct Q4_1 in ~/.cache/llm-gpu).")
+    var model: String?
+
+    func resolve() throws -> String {
+        if let model {
+            guard FileManager.default.fileExists(atPath: model) else { throw CLIError("model file not found: \(model)") }
+            return model
+        }
+        let path = DefaultModel.path
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CLIError("the default model is not in the cache (\(path)); fetch it with `scripts/fetch-model` or pass --model PATH")
+        }
+        return path
+    }
+}
+
+/// Where the default model lives: $LLM_GPU_CACHE, else $XDG_CACHE_HOME/llm-gpu, else ~/.cache/llm-gpu.
+enum DefaultModel {
+    static let fileName = "SmolLM2-135M-Instruct-Q4_1.gguf"
+    static var directory: String {
+        let env = ProcessInfo.processInfo.environment
+        if let dir = env["LLM_GPU_CACHE"], !dir.isEmpty { return dir }
+        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/llm-gpu" }
+        return FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
+    }
+    static var path: String { directory + "/" + fileName }
+}
+
+/// A user-facing error from the CLI layer itself.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Prints `value` as one line of JSON to stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Writes to stderr (progress, timings), keeping stdout for the text or JSON.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
