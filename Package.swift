@@ -27,18 +27,29 @@ let package = Package(
         .target(name: "LLM", path: "Sources/LLM", swiftSettings: optimised),
         // The CPU backend: the fallback and the oracle every GPU kernel is tested against.
         .target(name: "BackendCPU", dependencies: ["LLM"], path: "Sources/BackendCPU", swiftSettings: optimised),
+        // OpenCL backend: host code over the CGPU shim; kernels from Kernels/opencl embedded at build time.
+        .target(name: "BackendOpenCL", dependencies: ["LLM", "CGPU"], path: "Sources/BackendOpenCL"),
+        // Vulkan backend: host code over the CGPU shim; GLSL from Kernels/vulkan compiled to SPIR-V at build time.
+        .target(name: "BackendVulkan", dependencies: ["LLM", "CGPU"], path: "Sources/BackendVulkan"),
         .executableTarget(
             name: "llm-gpu",
             dependencies: [
-                "LLM", "BackendCPU", "CGPU",
+                "LLM", "BackendCPU", "BackendOpenCL", "BackendVulkan", "CGPU",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/llm-gpu"
         ),
         .testTarget(
             name: "LLMTests",
-            dependencies: ["LLM", "BackendCPU", "CGPU"],
+            dependencies: ["LLM", "BackendCPU", "CGPU", "llm-gpu"],
             path: "Tests/LLMTests",
+            swiftSettings: optimised
+        ),
+        // Every op case on every backend against the CPU oracle.
+        .testTarget(
+            name: "BackendConformanceTests",
+            dependencies: ["LLM", "BackendCPU", "BackendOpenCL", "BackendVulkan"],
+            path: "Tests/BackendConformanceTests",
             swiftSettings: optimised
         ),
     ],

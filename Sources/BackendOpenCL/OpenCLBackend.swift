@@ -1,0 +1,2 @@
+// The OpenCL backend (issue #3) lives here.
+import LLM

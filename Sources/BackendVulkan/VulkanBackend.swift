@@ -1,0 +1,2 @@
+// The Vulkan backend (issue #4) lives here.
+import LLM
