@@ -1,9 +1,11 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Release-mode numerics matter: the CPU backend is the oracle *and* the fallback,
-// so its loops are built with full optimisation even in debug test runs of other targets.
-let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+// Release-mode numerics matter: the CPU backend is the oracle *and* the fallback, so its
+// loops are built with full optimisation even in debug builds, and for the build machine's
+// own vector units (AVX2/AVX-512, NEON), as llama.cpp's GGML_NATIVE does: llm-gpu is built
+// where it runs.
+let optimised: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-target-cpu", "native"])]
 
 let package = Package(
     name: "llm-gpu",

@@ -109,7 +109,17 @@ public final class CPUBackend: Backend {
             }
             for r in 0..<rows {
                 let xr = x + r * columns, yr = y + r * outputs + first
-                for i in 0..<count { yr[i] = DotKernels.dotF32(buffer + i * columns, xr, columns) }
+                var i = 0
+                // Four weight rows per pass over the token's activations: one load of x feeds four dots.
+                while i + 4 <= count {
+                    let dots = DotKernels.dotF32x4(buffer + i * columns, columns, xr, columns)
+                    yr[i] = dots.0; yr[i + 1] = dots.1; yr[i + 2] = dots.2; yr[i + 3] = dots.3
+                    i += 4
+                }
+                while i < count {
+                    yr[i] = DotKernels.dotF32(buffer + i * columns, xr, columns)
+                    i += 1
+                }
             }
         }
     }

@@ -42,6 +42,31 @@ enum DotKernels {
         return sum
     }
 
+    /// Four dots at once: rows w, w + stride, w + 2·stride, w + 3·stride, each with x.
+    @inline(__always)
+    static func dotF32x4(_ w: UnsafePointer<Float>, _ stride: Int, _ x: UnsafePointer<Float>, _ count: Int)
+        -> (Float, Float, Float, Float) {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        var i = 0
+        while i + 16 <= count {
+            let xv = load16(x + i)
+            a0 += load16(w + i) * xv
+            a1 += load16(w + stride + i) * xv
+            a2 += load16(w + 2 * stride + i) * xv
+            a3 += load16(w + 3 * stride + i) * xv
+            i += 16
+        }
+        var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
+        while i < count {
+            s0 += w[i] * x[i]
+            s1 += w[stride + i] * x[i]
+            s2 += w[2 * stride + i] * x[i]
+            s3 += w[3 * stride + i] * x[i]
+            i += 1
+        }
+        return (s0, s1, s2, s3)
+    }
+
     /// Σ row[i]·x[i] for a row of `columns` elements of `type`.
     static func dot(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
         switch type {

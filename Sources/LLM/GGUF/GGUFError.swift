@@ -39,7 +39,7 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
         case let .duplicateTensor(name, offset):
             return "corrupt GGUF file: tensor '\(name)' repeated at byte \(offset)"
         case let .tensorOutOfBounds(tensor, start, end, fileSize):
-            return "corrupt GGUF file: tensor '\(tensor)' spans bytes \(start)..<\(end) but the file has \(fileSize) bytes"
+            return "corrupt or truncated GGUF file: tensor '\(tensor)' spans bytes \(start)..<\(end), past the end of the file (\(fileSize) bytes)"
         case let .missingKey(key):
             return "GGUF metadata lacks required key '\(key)'"
         case let .wrongValueType(key, expected, found):

@@ -21,7 +21,10 @@ public final class Model {
 
     public static func load(gguf: GGUFFile, backend: Backend) throws -> Model {
         let architecture = try gguf.string("general.architecture")
-        // The tokenizer is checked first: it is cheap, and a bad vocabulary should fail
+        guard ModelLoader.supportedArchitectures.contains(architecture) else {
+            throw ModelError.unsupportedArchitecture(architecture)
+        }
+        // The tokenizer comes before the weights: it is cheap, and a bad vocabulary should fail
         // before megabytes of weights are uploaded.
         let tokenizer = try Tokenizer(gguf: gguf)
         let (config, weights) = try ModelLoader.load(architecture: architecture, gguf: gguf, backend: backend)

@@ -1,0 +1,145 @@
+import Foundation
+import XCTest
+import LLM
+
+/// The `llm-gpu` executable as a user meets it: bad input is one line on stderr and a
+/// non-zero exit, never a crash or a stack trace.
+final class CLITests: XCTestCase {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// The built executable sits beside the test bundle in the build folder.
+    private func executable() throws -> URL {
+        let candidates = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+            + Bundle.allBundles.map(\.bundleURL)
+        for dir in candidates {
+            for base in [dir, dir.deletingLastPathComponent()] {
+                let url = base.appendingPathComponent("llm-gpu")
+                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+            }
+        }
+        throw XCTSkip("llm-gpu executable not found beside the tests (looked in \(candidates.map(\.path)))")
+    }
+
+    private func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus,
+                      stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    private func temporaryFile(_ bytes: [UInt8], name: String = "model.gguf") throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("llm-gpu-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let url = dir.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return url.path
+    }
+
+    /// One line on stderr starting with "error:" that mentions `fragment`, exit status 1, a normal exit.
+    private func assertOneLineError(_ result: Result, mentions fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(result.status, 1, "exit status; stderr: \(result.stderr)", file: file, line: line)
+        let lines = result.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "stderr should be one line: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("error: "), result.stderr, file: file, line: line)
+        XCTAssertTrue(result.stderr.contains(fragment), "'\(fragment)' not in: \(result.stderr)", file: file, line: line)
+    }
+
+    func testMissingFile() throws {
+        assertOneLineError(try run(["run", "--model", "/nonexistent/x.gguf"]), mentions: "/nonexistent/x.gguf")
+    }
+
+    func testCorruptFiles() throws {
+        let good = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tiny("tiny-llama-q4_0.gguf"))))
+        // Wrong magic.
+        var bad = good
+        bad[0] = 0
+        assertOneLineError(try run(["run", "--model", try temporaryFile(bad), "--prompt", "hi"]), mentions: "not a GGUF file")
+        // Truncated in the metadata, and truncated in the tensor data.
+        assertOneLineError(try run(["inspect", "--model", try temporaryFile(Array(good.prefix(5000)))]), mentions: "truncated")
+        assertOneLineError(try run(["run", "--model", try temporaryFile(Array(good.prefix(good.count - 1000))), "--prompt", "hi"]),
+                           mentions: "past the end")
+    }
+
+    func testUnsupportedArchitectureAndQuantType() throws {
+        var b = GGUFBuilder()
+        b.metadata = [("general.architecture", .string("mamba"))]
+        let mamba = try temporaryFile(b.bytes())
+        assertOneLineError(try run(["run", "--model", mamba, "--prompt", "hi"]), mentions: "unsupported model architecture 'mamba'")
+
+        // A llama model whose weights are Q2_K (not supported yet): rewrite the tiny model's tensor types.
+        let tiny = try GGUFFile(path: Fixtures.tiny("tiny-llama-q4_0.gguf"))
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.tiny("tiny-llama-q4_0.gguf"))))
+        let q = try XCTUnwrap(tiny.tensor("blk.0.attn_q.weight"))
+        // Find the tensor info record by name and patch its type field (after name, dim count, 2 dims).
+        let needle = Array("blk.0.attn_q.weight".utf8)
+        let at = try XCTUnwrap(bytes.firstRange(of: needle)).upperBound
+        XCTAssertEqual(bytes[at], 2, "two dimensions")
+        let typeOffset = at + 4 + 16
+        XCTAssertEqual(bytes[typeOffset], UInt8(q.type.rawValue))
+        // IQ4_NL shares Q4_0's 18-byte block of 32, so the file stays well-formed, but this engine does not run it.
+        bytes[typeOffset] = 20
+        assertOneLineError(try run(["run", "--model", try temporaryFile(bytes), "--prompt", "hi"]), mentions: "IQ4_NL")
+    }
+
+    func testPromptLongerThanContext() throws {
+        let result = try run(["run", "--model", Fixtures.tiny("tiny-llama-f32.gguf"), "--context", "8",
+                              "--prompt", "Once upon a time there was a little girl named Lily."])
+        assertOneLineError(result, mentions: "does not fit the context of 8")
+    }
+
+    func testBadFlag() throws {
+        let result = try run(["run", "--threads", "0"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("--threads"), result.stderr)
+        XCTAssertFalse(result.stderr.contains("Fatal error"), result.stderr)
+    }
+
+    func testMissingDefaultModelSaysHowToFetch() throws {
+        var env = ProcessInfo.processInfo.environment
+        env["LLM_GPU_CACHE"] = FileManager.default.temporaryDirectory.appendingPathComponent("empty-\(UUID().uuidString)").path
+        assertOneLineError(try run(["run", "--prompt", "hi"], environment: env), mentions: "scripts/fetch-model")
+    }
+
+    func testRunJSONOnTinyModel() throws {
+        let result = try run(["run", "--model", Fixtures.tiny("tiny-llama-f32.gguf"), "--prompt", "Once upon a time",
+                              "--max-tokens", "4", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["backend"] as? String, "cpu")
+        XCTAssertEqual(object["prompt_tokens"] as? [Int], [1, 336, 340, 341, 345])
+        let completion = try XCTUnwrap((object["completions"] as? [[String: Any]])?.first)
+        XCTAssertEqual((completion["tokens"] as? [Int])?.count, 4)
+        XCTAssertEqual(completion["finish_reason"] as? String, "length")
+        XCTAssertNotNil((object["timings"] as? [String: Any])?["generation_tokens_per_s"])
+    }
+
+    /// `logits` over llama.cpp's tiny prompt: the top-1 ids equal llama.cpp's.
+    func testLogitsJSONMatchesReferenceTopOne() throws {
+        let reference = try TokensReference(path: Fixtures.tiny("tiny-llama-f32.tokens.txt"))
+        let ids = reference.promptIDs.map(String.init).joined(separator: ",")
+        let result = try run(["logits", "--model", Fixtures.tiny("tiny-llama-f32.gguf"), "--tokens", ids, "--top", "2", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let positions = try XCTUnwrap(object["positions"] as? [[String: Any]])
+        XCTAssertEqual(positions.count, reference.promptIDs.count)
+        for (p, position) in positions.enumerated() {
+            let top = try XCTUnwrap(position["top"] as? [[String: Any]])
+            XCTAssertEqual(top.count, 2)
+            XCTAssertEqual(top[0]["id"] as? Int, reference.top[p][0].id, "position \(p)")
+        }
+    }
+}
