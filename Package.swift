@@ -32,7 +32,10 @@ let package = Package(
         // OpenCL backend: host code over the CGPU shim; kernels from Kernels/opencl embedded at build time.
         .target(name: "BackendOpenCL", dependencies: ["LLM", "CGPU"], path: "Sources/BackendOpenCL"),
         // Vulkan backend: host code over the CGPU shim; GLSL from Kernels/vulkan compiled to SPIR-V at build time.
-        .target(name: "BackendVulkan", dependencies: ["LLM", "CGPU"], path: "Sources/BackendVulkan"),
+        .target(name: "BackendVulkan", dependencies: ["LLM", "CGPU"], path: "Sources/BackendVulkan", plugins: ["CompileShadersPlugin"]),
+        // Compiles Kernels/vulkan with glslc and embeds the SPIR-V into BackendVulkan at build time.
+        .executableTarget(name: "CompileShaders", path: "Sources/CompileShaders"),
+        .plugin(name: "CompileShadersPlugin", capability: .buildTool(), dependencies: ["CompileShaders"], path: "Sources/CompileShadersPlugin"),
         .executableTarget(
             name: "llm-gpu",
             dependencies: [

@@ -1,2 +1,383 @@
-// The Vulkan backend (issue #4) lives here.
+import CGPU
+import Foundation
 import LLM
+
+/// An f32 activation buffer in device memory.
+final class VulkanBuffer: BackendBuffer {
+    let context: VulkanContext
+    let allocation: DeviceAllocation
+    init(context: VulkanContext, allocation: DeviceAllocation, count: Int, label: String) {
+        self.context = context
+        self.allocation = allocation
+        super.init(count: count, label: label)
+    }
+    deinit { context.release(allocation) }
+}
+
+/// A weight in its GGUF block format. Usually one allocation; a tensor larger than
+/// maxStorageBufferRange (or maxMemoryAllocationSize) is split into row ranges, each its own
+/// buffer, and every op runs once per range.
+final class VulkanWeight: BackendWeight {
+    struct Chunk {
+        let allocation: DeviceAllocation
+        let firstRow: Int
+        let rows: Int
+    }
+    let context: VulkanContext
+    let chunks: [Chunk]
+    let rowBytes: Int
+    init(context: VulkanContext, chunks: [Chunk], name: String, type: GGMLType, rows: Int, columns: Int) {
+        self.context = context
+        self.chunks = chunks
+        self.rowBytes = type.rowBytes(columns) ?? 0
+        super.init(name: name, type: type, rows: rows, columns: columns)
+    }
+    deinit { chunks.forEach { context.release($0.allocation) } }
+}
+
+/// A scratch allocation owned by the backend that grows on demand (token ids, argmax results,
+/// staging).
+private final class GrowingBuffer {
+    let context: VulkanContext
+    let kind: VulkanContext.MemoryKind
+    let label: String
+    private(set) var allocation: DeviceAllocation?
+    init(context: VulkanContext, kind: VulkanContext.MemoryKind, label: String) {
+        self.context = context
+        self.kind = kind
+        self.label = label
+    }
+    func ensure(bytes: Int) throws -> DeviceAllocation {
+        if let allocation, allocation.size >= bytes { return allocation }
+        if let old = allocation { context.release(old) }   // finishes recorded work that uses it first
+        allocation = nil
+        let fresh = try context.allocate(bytes: max(bytes, 4096), kind: kind, label: label)
+        allocation = fresh
+        return fresh
+    }
+    deinit { allocation.map(context.release) }
+}
+
+/// The Vulkan compute backend: GLSL kernels from Kernels/vulkan (SPIR-V embedded at build
+/// time), weights resident on the device in their block formats, ops recorded into one
+/// command buffer and submitted when the host needs a result. See docs/VULKAN.md.
+public final class VulkanBackend: Backend {
+    public let name = "vulkan"
+    let context: VulkanContext
+    private let tokens: GrowingBuffer
+    private let results: GrowingBuffer
+    private let staging: GrowingBuffer
+    private var inverseFrequencies: [String: DeviceAllocation] = [:]
+    /// Uploads up to this size are recorded in command order (vkCmdUpdateBuffer); larger ones
+    /// finish the recorded work and write the memory directly.
+    private let inlineUploadLimit = 256 * 1024
+
+    /// Opens device `deviceIndex` (vkEnumeratePhysicalDevices order, as `llm-gpu devices`
+    /// lists it) or, when nil, the best one: discrete, integrated, virtual, then CPU.
+    public init(deviceIndex: Int? = nil) throws {
+        context = try VulkanContext(deviceIndex: deviceIndex)
+        tokens = GrowingBuffer(context: context, kind: .device, label: "tokens")
+        results = GrowingBuffer(context: context, kind: .host, label: "argmax")
+        staging = GrowingBuffer(context: context, kind: .host, label: "staging")
+    }
+
+    deinit {
+        try? context.flush()
+        inverseFrequencies.values.forEach(context.release)
+    }
+
+    /// Every Vulkan device the loader reports, for `llm-gpu devices`.
+    public static func devices() throws -> [VulkanDeviceInfo] {
+        let instance = try VulkanInstance.create()
+        defer { vkDestroyInstance(instance, nil) }
+        return try VulkanInstance.physicalDevices(instance).enumerated().map { VulkanInstance.info($1, index: $0) }
+    }
+
+    public var device: VulkanDeviceInfo { context.info }
+
+    public var deviceDescription: String {
+        let i = context.info
+        return "\(i.name) (Vulkan \(i.apiVersion), \(i.type), subgroup \(i.subgroupSize))"
+    }
+
+    /// Dispatches recorded and command buffers submitted so far.
+    public var statistics: (dispatches: Int, submits: Int) { (context.dispatchCount, context.submitCount) }
+
+    public func supports(_ op: BackendOp) -> Bool {
+        switch op {
+        case .matmul(let type), .embedding(let type): return Self.kernelSuffix(type) != nil
+        default: return true
+        }
+    }
+
+    static func kernelSuffix(_ type: GGMLType) -> String? {
+        switch type {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .bf16: return "bf16"
+        case .q8_0: return "q8_0"
+        case .q4_0: return "q4_0"
+        case .q4_1: return "q4_1"
+        default: return nil
+        }
+    }
+
+    // MARK: Memory
+
+    public func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight {
+        guard Self.kernelSuffix(type) != nil else {
+            throw VulkanError.unsupported("weight type \(type) (tensor '\(name)')")
+        }
+        guard let rowBytes = type.rowBytes(columns), rows > 0, bytes.count >= rows * rowBytes else {
+            throw VulkanError.invalidArgument("weight '\(name)' has \(bytes.count) bytes, too few for \(rows)×\(columns) \(type)")
+        }
+        let limit = min(context.info.maxStorageBufferRange, context.info.maxMemoryAllocationSize) & ~15
+        let rowsPerChunk = limit / rowBytes
+        guard rowsPerChunk > 0 else {
+            throw VulkanError.tooLarge(what: "one row of weight '\(name)'", bytes: rowBytes, limit: limit, limitName: "maxStorageBufferRange")
+        }
+        var chunks: [VulkanWeight.Chunk] = []
+        do {
+            var first = 0
+            while first < rows {
+                let count = min(rowsPerChunk, rows - first)
+                let label = rows > rowsPerChunk ? "\(name)[\(first)..<\(first + count)]" : name
+                let allocation = try context.allocate(bytes: count * rowBytes, kind: .device, label: label)
+                chunks.append(.init(allocation: allocation, firstRow: first, rows: count))
+                try write(UnsafeRawBufferPointer(rebasing: bytes[(first * rowBytes)..<((first + count) * rowBytes)]), to: allocation, offset: 0)
+                first += count
+            }
+        } catch {
+            chunks.forEach { context.release($0.allocation) }
+            throw error
+        }
+        return VulkanWeight(context: context, chunks: chunks, name: name, type: type, rows: rows, columns: columns)
+    }
+
+    public func makeBuffer(count: Int, label: String) throws -> BackendBuffer {
+        guard count >= 0 else { throw VulkanError.invalidArgument("buffer '\(label)' with \(count) values") }
+        let allocation = try context.allocate(bytes: count * 4, kind: .device, label: label)
+        let buffer = VulkanBuffer(context: context, allocation: allocation, count: count, label: label)
+        try context.fillZero(allocation)
+        return buffer
+    }
+
+    public func upload(_ values: [Float], to buffer: BackendBuffer, offset: Int) throws {
+        let b = vk(buffer)
+        guard offset >= 0, offset + values.count <= b.count else {
+            throw VulkanError.invalidArgument("upload of \(values.count) values at \(offset) past the end of '\(b.label)' (\(b.count))")
+        }
+        guard !values.isEmpty else { return }
+        try values.withUnsafeBytes { raw in
+            if raw.count <= inlineUploadLimit {
+                try context.update(b.allocation, offset: offset * 4, bytes: raw)
+            } else {
+                try write(raw, to: b.allocation, offset: offset * 4)
+            }
+        }
+    }
+
+    /// Host bytes into device memory now (not in command order): waits for recorded work
+    /// first, then writes mapped memory or goes through the staging buffer.
+    private func write(_ bytes: UnsafeRawBufferPointer, to allocation: DeviceAllocation, offset: Int) throws {
+        guard bytes.count > 0 else { return }
+        if let mapped = allocation.mapped {
+            if context.isReferenced(allocation) { try context.flush() }
+            (mapped + offset).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        } else {
+            try context.flush()
+            let stage = try staging.ensure(bytes: bytes.count)
+            stage.mapped!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            try context.copy(from: stage, offset: 0, to: allocation, offset: offset, bytes: (bytes.count + 3) & ~3)
+            try context.flush()
+        }
+    }
+
+    public func download(_ buffer: BackendBuffer, offset: Int, count: Int) throws -> [Float] {
+        let b = vk(buffer)
+        guard offset >= 0, count >= 0, offset + count <= b.count else {
+            throw VulkanError.invalidArgument("download of \(count) values at \(offset) past the end of '\(b.label)' (\(b.count))")
+        }
+        var source = b.allocation, sourceOffset = offset * 4
+        if source.mapped == nil {
+            let stage = try staging.ensure(bytes: count * 4)
+            try context.copy(from: b.allocation, offset: offset * 4, to: stage, offset: 0, bytes: count * 4)
+            source = stage
+            sourceOffset = 0
+        }
+        try context.flush()
+        return [Float](unsafeUninitializedCapacity: count) { out, initialized in
+            if count > 0 {
+                UnsafeMutableRawPointer(out.baseAddress!).copyMemory(from: source.mapped! + sourceOffset, byteCount: count * 4)
+            }
+            initialized = count
+        }
+    }
+
+    public func synchronize() throws { try context.flush() }
+
+    // MARK: Ops
+
+    public func embed(_ table: BackendWeight, tokens ids: [Int32], into output: BackendBuffer) throws {
+        let t = weight(table), out = vk(output)
+        guard !ids.isEmpty else { return }
+        guard ids.count * t.columns <= out.count else {
+            throw VulkanError.invalidArgument("embed of \(ids.count) tokens into '\(out.label)' (\(out.count) values)")
+        }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= t.rows }) {
+            throw VulkanError.invalidArgument("token \(bad) outside embedding table '\(t.name)' (\(t.rows) rows)")
+        }
+        let tokenBuffer = try tokens.ensure(bytes: ids.count * 4)
+        try ids.withUnsafeBytes { try context.update(tokenBuffer, offset: 0, bytes: $0) }
+        let kernel = "embed_" + Self.kernelSuffix(t.type)!
+        for chunk in t.chunks {
+            try context.dispatch(kernel, [.read(chunk.allocation), .read(tokenBuffer), .write(out.allocation)],
+                                 push: [UInt32(t.columns), UInt32(t.rowBytes), UInt32(chunk.firstRow), UInt32(chunk.rows)],
+                                 groups: (ceil(t.columns, 64), ids.count, 1))
+        }
+    }
+
+    public func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws {
+        let w = self.weight(weight), x = vk(input), y = vk(output)
+        guard rows > 0 else { return }
+        guard rows * w.columns <= x.count, rows * w.rows <= y.count else {
+            throw VulkanError.invalidArgument("matmul '\(w.name)' (\(w.rows)×\(w.columns)) over \(rows) rows of '\(x.label)' into '\(y.label)'")
+        }
+        let tokensPerGroup = rows == 1 ? 1 : 8
+        let kernel = (rows == 1 ? "matvec_" : "matmul_") + Self.kernelSuffix(w.type)!
+        for chunk in w.chunks {
+            try context.dispatch(kernel, [.read(chunk.allocation), .read(x.allocation), .write(y.allocation)],
+                                 push: [UInt32(w.columns), UInt32(chunk.rows), UInt32(rows), UInt32(w.rowBytes),
+                                        UInt32(w.rows), UInt32(chunk.firstRow)],
+                                 groups: (ceil(chunk.rows, 4), ceil(rows, tokensPerGroup), 1))
+        }
+    }
+
+    public func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws {
+        let w = self.weight(weight), x = vk(input), y = vk(output)
+        let width = w.columns
+        guard w.type == .f32, w.rows == 1, w.chunks.count == 1 else {
+            throw VulkanError.unsupported("rmsNorm with a \(w.type) [\(w.rows), \(w.columns)] weight (needs f32 [1, width])")
+        }
+        guard rows * width <= x.count, rows * width <= y.count else {
+            throw VulkanError.invalidArgument("rmsNorm of \(rows)×\(width) over '\(x.label)' into '\(y.label)'")
+        }
+        try context.dispatch("rmsnorm", [.read(w.chunks[0].allocation), .read(x.allocation), .write(y.allocation)],
+                             push: [UInt32(width), eps.bitPattern], groups: (rows, 1, 1))
+    }
+
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws {
+        let x = vk(buffer), pairs = parameters.dimensions / 2
+        guard parameters.dimensions <= headDim, parameters.dimensions % 2 == 0, rows * heads * headDim <= x.count else {
+            throw VulkanError.invalidArgument("rope over \(rows)×\(heads)×\(headDim) of '\(x.label)' with \(parameters.dimensions) dimensions")
+        }
+        guard pairs > 0, rows > 0 else { return }
+        let frequencies = try inverseFrequencyTable(parameters)
+        try context.dispatch("rope", [.write(x.allocation), .read(frequencies)],
+                             push: [UInt32(rows), UInt32(heads), UInt32(headDim), UInt32(startPosition), UInt32(pairs),
+                                    parameters.style == .neox ? 1 : 0],
+                             groups: (ceil(rows * heads * pairs, 64), 1, 1))
+    }
+
+    /// θ(position, i) = position · invFreq[i], with invFreq[i] = scale · base^(−2i/dims) / factor[i]
+    /// computed in double on the host, so the kernel does one multiply per angle.
+    private func inverseFrequencyTable(_ p: RopeParameters) throws -> DeviceAllocation {
+        let key = "\(p.dimensions)/\(p.base)/\(p.positionScale)/\(p.frequencyFactors.map { $0.map(\.bitPattern) } ?? [])"
+        if let table = inverseFrequencies[key] { return table }
+        let pairs = p.dimensions / 2
+        let table = (0..<pairs).map { i -> Float in
+            var f = Double(p.positionScale) * pow(Double(p.base), -2.0 * Double(i) / Double(p.dimensions))
+            if let factors = p.frequencyFactors { f /= Double(factors[i]) }
+            return Float(f)
+        }
+        let allocation = try context.allocate(bytes: pairs * 4, kind: .device, label: "rope.invFreq")
+        inverseFrequencies[key] = allocation
+        try table.withUnsafeBytes { try context.update(allocation, offset: 0, bytes: $0) }
+        return allocation
+    }
+
+    public func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                          rows: Int, startPosition: Int, shape: AttentionShape) throws {
+        let q = vk(query), k = vk(keys), v = vk(values), o = vk(output)
+        guard shape.headDim <= 256 else { throw VulkanError.unsupported("attention with head dimension \(shape.headDim) (at most 256)") }
+        guard shape.kvHeads > 0, shape.heads % shape.kvHeads == 0 else {
+            throw VulkanError.invalidArgument("attention with \(shape.heads) heads over \(shape.kvHeads) KV heads")
+        }
+        guard rows * shape.queryWidth <= q.count, rows * shape.queryWidth <= o.count,
+              (startPosition + rows) * shape.kvWidth <= min(k.count, v.count) else {
+            throw VulkanError.invalidArgument("attention over \(rows) rows at \(startPosition) outside its buffers")
+        }
+        guard rows > 0 else { return }
+        try context.dispatch("attention", [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation)],
+                             push: [UInt32(startPosition), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
+                                    shape.scale.bitPattern],
+                             groups: (shape.heads, rows, 1))
+    }
+
+    /// A transfer command (vkCmdCopyBuffer), not a shader: it has no maxStorageBufferRange limit,
+    /// so it also fills logits buffers larger than a storage binding may be.
+    public func copyRows(_ source: BackendBuffer, sourceRow: Int, into destination: BackendBuffer, destinationRow: Int,
+                         rows: Int, width: Int) throws {
+        let s = vk(source), d = vk(destination)
+        guard sourceRow >= 0, destinationRow >= 0, (sourceRow + rows) * width <= s.count, (destinationRow + rows) * width <= d.count else {
+            throw VulkanError.invalidArgument("copyRows outside '\(s.label)' or '\(d.label)'")
+        }
+        if s === d, abs(sourceRow - destinationRow) < rows {
+            throw VulkanError.invalidArgument("copyRows between overlapping rows of '\(s.label)'")
+        }
+        try context.copy(from: s.allocation, offset: sourceRow * width * 4, to: d.allocation, offset: destinationRow * width * 4,
+                         bytes: rows * width * 4)
+    }
+
+    public func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("swiglu", vk(gate), vk(up), vk(output), count: count)
+    }
+
+    public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("add", vk(a), vk(b), vk(output), count: count)
+    }
+
+    private func elementwise(_ kernel: String, _ a: VulkanBuffer, _ b: VulkanBuffer, _ out: VulkanBuffer, count: Int) throws {
+        guard count <= min(a.count, b.count, out.count) else {
+            throw VulkanError.invalidArgument("\(kernel) of \(count) values over '\(a.label)', '\(b.label)' into '\(out.label)'")
+        }
+        try context.dispatch(kernel, [.read(a.allocation), .read(b.allocation), .write(out.allocation)],
+                             push: [UInt32(count)], groups: (min(ceil(count, 256), 4096), 1, 1))
+    }
+
+    public func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws {
+        let x = vk(buffer)
+        guard rows * width <= x.count else { throw VulkanError.invalidArgument("softmax of \(rows)×\(width) over '\(x.label)'") }
+        guard width > 0 else { return }
+        try context.dispatch("softmax", [.write(x.allocation)], push: [UInt32(width)], groups: (rows, 1, 1))
+    }
+
+    public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
+        let x = vk(buffer)
+        guard rows * width <= x.count, width > 0 else { throw VulkanError.invalidArgument("argmax of \(rows)×\(width) over '\(x.label)'") }
+        guard rows > 0 else { return [] }
+        let result = try results.ensure(bytes: rows * 4)
+        try context.dispatch("argmax", [.read(x.allocation), .write(result)], push: [UInt32(width)], groups: (rows, 1, 1))
+        try context.flush()
+        let ids = result.mapped!.bindMemory(to: UInt32.self, capacity: rows)
+        return (0..<rows).map { Int32(bitPattern: ids[$0]) }
+    }
+
+    // MARK: Helpers
+
+    private func vk(_ buffer: BackendBuffer) -> VulkanBuffer {
+        guard let b = buffer as? VulkanBuffer, b.context === context else {
+            preconditionFailure("buffer '\(buffer.label)' does not belong to this Vulkan backend")
+        }
+        return b
+    }
+
+    private func weight(_ weight: BackendWeight) -> VulkanWeight {
+        guard let w = weight as? VulkanWeight, w.context === context else {
+            preconditionFailure("weight '\(weight.name)' does not belong to this Vulkan backend")
+        }
+        return w
+    }
+}
+
+@inline(__always) private func ceil(_ a: Int, _ b: Int) -> Int { (a + b - 1) / b }

@@ -1,0 +1,75 @@
+#version 450
+// Causal attention with GQA and online softmax: one workgroup per (query head, query row).
+// Row r (position start + r) sees keys 0 ... start + r. Positions go in tiles of 64: each lane
+// scores one position, the tile max rescales the running sum and the per-lane output
+// accumulators (lane t owns dims t, t + 64, t + 128, t + 192: headDim ≤ 256).
+layout(local_size_x = 64) in;
+layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
+layout(std430, set = 0, binding = 1) readonly buffer K { float k[]; };
+layout(std430, set = 0, binding = 2) readonly buffer V { float v[]; };
+layout(std430, set = 0, binding = 3) writeonly buffer O { float o[]; };
+layout(push_constant) uniform Push {
+    uint start;
+    uint heads;
+    uint kvHeads;
+    uint headDim;
+    float scale;
+} p;
+
+shared float qs[256];
+shared float weights[64];
+shared float red[64];
+
+void main() {
+    uint t = gl_LocalInvocationID.x;
+    uint h = gl_WorkGroupID.x, r = gl_WorkGroupID.y;
+    uint queryWidth = p.heads * p.headDim, kvWidth = p.kvHeads * p.headDim;
+    uint kvOff = (h / (p.heads / p.kvHeads)) * p.headDim;
+    uint qBase = r * queryWidth + h * p.headDim;
+    for (uint d = t; d < p.headDim; d += 64u) qs[d] = q[qBase + d];
+    barrier();
+
+    uint visible = p.start + r + 1u;
+    float m = -1e30, l = 0.0;
+    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    for (uint base = 0u; base < visible; base += 64u) {
+        uint pos = base + t;
+        float s = -1e30;
+        if (pos < visible) {
+            uint kb = pos * kvWidth + kvOff;
+            float dotv = 0.0;
+            for (uint d = 0u; d < p.headDim; d++) dotv += qs[d] * k[kb + d];
+            s = dotv * p.scale;
+        }
+        red[t] = s;
+        barrier();
+        for (uint w = 32u; w > 0u; w >>= 1) {
+            if (t < w) red[t] = max(red[t], red[t + w]);
+            barrier();
+        }
+        float mNew = max(m, red[0]);
+        float alpha = exp(m - mNew);
+        weights[t] = pos < visible ? exp(s - mNew) : 0.0;
+        barrier();
+        uint n = min(64u, visible - base);
+        float tileSum = 0.0;
+        for (uint j = 0u; j < n; j++) tileSum += weights[j];
+        l = l * alpha + tileSum;
+        for (uint i = 0u; i < 4u; i++) {
+            uint d = t + 64u * i;
+            if (d < p.headDim) {
+                float a = acc[i] * alpha;
+                uint vb = base * kvWidth + kvOff + d;
+                for (uint j = 0u; j < n; j++) a += weights[j] * v[vb + j * kvWidth];
+                acc[i] = a;
+            }
+        }
+        m = mNew;
+        barrier();
+    }
+    float inv = 1.0 / l;
+    for (uint i = 0u; i < 4u; i++) {
+        uint d = t + 64u * i;
+        if (d < p.headDim) o[qBase + d] = acc[i] * inv;
+    }
+}
