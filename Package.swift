@@ -30,7 +30,10 @@ let package = Package(
         // The CPU backend: the fallback and the oracle every GPU kernel is tested against.
         .target(name: "BackendCPU", dependencies: ["LLM"], path: "Sources/BackendCPU", swiftSettings: optimised),
         // OpenCL backend: host code over the CGPU shim; kernels from Kernels/opencl embedded at build time.
-        .target(name: "BackendOpenCL", dependencies: ["LLM", "CGPU"], path: "Sources/BackendOpenCL"),
+        .target(name: "BackendOpenCL", dependencies: ["LLM", "CGPU"], path: "Sources/BackendOpenCL", plugins: ["EmbedKernelsPlugin"]),
+        // Embeds Kernels/opencl/*.cl into BackendOpenCL as Swift string literals at build time.
+        .executableTarget(name: "EmbedKernels", path: "Sources/EmbedKernels"),
+        .plugin(name: "EmbedKernelsPlugin", capability: .buildTool(), dependencies: ["EmbedKernels"], path: "Sources/EmbedKernelsPlugin"),
         // Vulkan backend: host code over the CGPU shim; GLSL from Kernels/vulkan compiled to SPIR-V at build time.
         .target(name: "BackendVulkan", dependencies: ["LLM", "CGPU"], path: "Sources/BackendVulkan", plugins: ["CompileShadersPlugin"]),
         // Compiles Kernels/vulkan with glslc and embeds the SPIR-V into BackendVulkan at build time.

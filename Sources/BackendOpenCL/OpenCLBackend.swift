@@ -1,2 +1,375 @@
-// The OpenCL backend (issue #3) lives here.
+import CGPU
+import Foundation
 import LLM
+
+/// f32 activations resident on the device.
+final class OpenCLBuffer: BackendBuffer {
+    let memory: CLMemory
+    init(memory: CLMemory, count: Int, label: String) {
+        self.memory = memory
+        super.init(count: count, label: label)
+    }
+    var handle: cl_mem { memory.handle }
+}
+
+/// A weight uploaded once, kept in its GGUF block format (never a dequantized copy).
+final class OpenCLWeight: BackendWeight {
+    let memory: CLMemory
+    let rowBytes: Int
+    init(memory: CLMemory, name: String, type: GGMLType, rows: Int, columns: Int, rowBytes: Int) {
+        self.memory = memory
+        self.rowBytes = rowBytes
+        super.init(name: name, type: type, rows: rows, columns: columns)
+    }
+    var handle: cl_mem { memory.handle }
+}
+
+/// The OpenCL backend: hand-written OpenCL C 1.2 kernels (Kernels/opencl, embedded at build
+/// time), compiled once per device per process. Weights and activations stay on the device;
+/// ops are enqueued on one in-order queue with no host synchronisation between them. Only
+/// `download` and `argmax` read back. Nothing falls back to the CPU: a missing platform,
+/// device, feature or enough memory is an `OpenCLError`.
+public final class OpenCLBackend: Backend {
+    public let name = "opencl"
+    public let device: OpenCLDeviceInfo
+    private let runtime: DeviceRuntime
+    private let queue: CLQueue
+    private var kernels: [String: CLKernel] = [:]
+    private var ropeTables: [(RopeParameters, OpenCLBuffer)] = []
+    private var argmaxResult: CLMemory?
+
+    /// Batches of at least this many tokens use the tiled matmul; smaller ones the mat-vec kernel.
+    public static let tiledMatmulMinimumRows = 8
+
+    /// The devices of every OpenCL platform, numbered as `--device` takes them.
+    public static func listDevices() throws -> [OpenCLDeviceInfo] {
+        try DeviceQuery.allDevices().enumerated().map { try DeviceQuery.info(index: $0.offset, device: $0.element.id, platform: $0.element.platform) }
+    }
+
+    /// Opens device `deviceIndex` of `listDevices()`, or the first GPU (else the first device) when nil.
+    public init(deviceIndex: Int? = nil) throws {
+        let devices = try DeviceQuery.allDevices()
+        guard !devices.isEmpty else { throw OpenCLError.noDevice("the OpenCL platforms report no devices") }
+        let index: Int
+        if let deviceIndex {
+            guard devices.indices.contains(deviceIndex) else {
+                throw OpenCLError.noDevice("--device \(deviceIndex) is out of range: \(devices.count) device\(devices.count == 1 ? "" : "s") found (0...\(devices.count - 1)); see `llm-gpu devices`")
+            }
+            index = deviceIndex
+        } else {
+            index = try devices.indices.first {
+                try DeviceQuery.value(devices[$0].id, CL_DEVICE_TYPE, as: cl_device_type.self) & cl_device_type(CL_DEVICE_TYPE_GPU) != 0
+            } ?? 0
+        }
+        runtime = try DeviceRuntime.shared(index: index, device: devices[index].id, platform: devices[index].platform)
+        device = runtime.info
+        queue = try CLQueue(context: runtime.context, device: runtime.device)
+    }
+
+    public var deviceDescription: String {
+        "OpenCL: \(device.name) (\(device.platform), \(device.type), \(device.computeUnits) compute units)"
+    }
+
+    /// CL_DEVICE_GLOBAL_MEM_SIZE: lets the engine refuse a plan (a huge KV cache) up front.
+    public var memoryCapacity: UInt64? { UInt64(device.globalMemoryBytes) }
+
+    /// Edge of the tiled matmul work-group chosen for this device.
+    public var matmulTile: Int { runtime.tile }
+    /// Bytes of device memory allocated through this process's backends on this device.
+    public var allocatedBytes: Int { runtime.ledger.usedBytes }
+
+    public func supports(_ op: BackendOp) -> Bool {
+        switch op {
+        case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
+        default: return true
+        }
+    }
+
+    // MARK: Memory
+
+    public func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight {
+        guard rows >= 0, let rowBytes = type.rowBytes(columns) else {
+            throw OpenCLError.invalidArgument("weight '\(name)': \(columns) columns do not fill whole \(type) blocks")
+        }
+        let total = rows * rowBytes
+        guard bytes.count >= total else {
+            throw OpenCLError.invalidArgument("weight '\(name)' has \(bytes.count) bytes, its shape needs \(total)")
+        }
+        let flags = cl_mem_flags(CL_MEM_READ_ONLY) | (total > 0 ? cl_mem_flags(CL_MEM_COPY_HOST_PTR) : 0)
+        let memory = try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: total, flags: flags,
+                                  host: total > 0 ? UnsafeMutableRawPointer(mutating: bytes.baseAddress!) : nil, label: name)
+        return OpenCLWeight(memory: memory, name: name, type: type, rows: rows, columns: columns, rowBytes: rowBytes)
+    }
+
+    public func makeBuffer(count: Int, label: String) throws -> BackendBuffer {
+        guard count >= 0 else { throw OpenCLError.invalidArgument("buffer '\(label)' of \(count) values") }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: 4)
+        guard !overflow else { throw OpenCLError.outOfMemory("'\(label)' of \(count) floats overflows") }
+        let memory = try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: bytes,
+                                  flags: cl_mem_flags(CL_MEM_READ_WRITE), label: label)
+        var zero: Float = 0
+        try check("clEnqueueFillBuffer", clEnqueueFillBuffer(queue.handle, memory.handle, &zero, 4, 0, memory.bytes, 0, nil, nil))
+        return OpenCLBuffer(memory: memory, count: count, label: label)
+    }
+
+    public func upload(_ values: [Float], to buffer: BackendBuffer, offset: Int) throws {
+        guard offset >= 0, offset + values.count <= buffer.count else {
+            throw OpenCLError.invalidArgument("upload of \(values.count) values at \(offset) past the end of '\(buffer.label)' (\(buffer.count))")
+        }
+        guard !values.isEmpty else { return }
+        // Blocking: the array may be freed as soon as this returns.
+        try values.withUnsafeBytes { raw in
+            try check("clEnqueueWriteBuffer", clEnqueueWriteBuffer(queue.handle, cl(buffer).handle, cl_bool(CL_TRUE), offset * 4,
+                                                                   raw.count, raw.baseAddress, 0, nil, nil))
+        }
+    }
+
+    public func download(_ buffer: BackendBuffer, offset: Int, count: Int) throws -> [Float] {
+        guard offset >= 0, count >= 0, offset + count <= buffer.count else {
+            throw OpenCLError.invalidArgument("download of \(count) values at \(offset) past the end of '\(buffer.label)' (\(buffer.count))")
+        }
+        guard count > 0 else { return [] }
+        var result = [Float](repeating: 0, count: count)
+        try result.withUnsafeMutableBytes { raw in
+            try check("clEnqueueReadBuffer", clEnqueueReadBuffer(queue.handle, cl(buffer).handle, cl_bool(CL_TRUE), offset * 4,
+                                                                 raw.count, raw.baseAddress, 0, nil, nil))
+        }
+        return result
+    }
+
+    public func synchronize() throws {
+        try check("clFinish", clFinish(queue.handle))
+    }
+
+    // MARK: Ops
+
+    public func embed(_ table: BackendWeight, tokens: [Int32], into output: BackendBuffer) throws {
+        let t = try weight(table)
+        guard supports(.embedding(t.type)) else { throw UnsupportedOpError(backend: name, op: .embedding(t.type), context: t.name) }
+        guard !tokens.isEmpty, t.columns > 0 else { return }
+        for token in tokens where token < 0 || Int(token) >= t.rows {
+            throw OpenCLError.invalidArgument("token \(token) outside the \(t.rows) rows of '\(t.name)'")
+        }
+        try requireCapacity(output, tokens.count * t.columns, "embed")
+        // The ids travel in a buffer initialised at creation (no queue wait); OpenCL keeps it alive
+        // until the kernel that reads it has run.
+        var ids = tokens
+        let idBuffer = try ids.withUnsafeMutableBytes { raw in
+            try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: raw.count,
+                         flags: cl_mem_flags(CL_MEM_READ_ONLY) | cl_mem_flags(CL_MEM_COPY_HOST_PTR), host: raw.baseAddress, label: "token ids")
+        }
+        let k = try kernel("embed_\(Self.suffix(t.type))")
+        try k.set([.buffer(t.handle), .int(Int32(t.rowBytes)), .buffer(idBuffer.handle), .buffer(cl(output).handle), .int(Int32(t.columns))])
+        let local = min(64, k.maxWorkGroupSize)
+        try launch(k, global: [roundUp(t.columns, local), tokens.count], local: [local, 1])
+    }
+
+    public func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws {
+        let w = try self.weight(weight)
+        guard supports(.matmul(w.type)) else { throw UnsupportedOpError(backend: name, op: .matmul(w.type), context: w.name) }
+        guard rows > 0, w.rows > 0 else { return }
+        try requireCapacity(input, rows * w.columns, "matmul input")
+        try requireCapacity(output, rows * w.rows, "matmul output")
+        let suffix = Self.suffix(w.type)
+        if rows >= Self.tiledMatmulMinimumRows {
+            let k = try kernel("matmul_\(suffix)"), tile = runtime.tile
+            try k.set([.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(cl(input).handle), .buffer(cl(output).handle),
+                       .int(Int32(w.rows)), .int(Int32(w.columns)), .int(Int32(rows))])
+            try launch(k, global: [roundUp(w.rows, tile), roundUp(rows, tile)], local: [tile, tile])
+            return
+        }
+        // Mat-vec: `tpr` work-items per output row stride over its units (blocks, or elements for
+        // float types), `rpg` rows per work-group.
+        let k = try kernel("matvec_\(suffix)")
+        let units = w.type.blockSize == 32 ? w.columns / 32 : w.columns
+        let limit = floorPowerOfTwo(min(k.maxWorkGroupSize, 128))
+        let tpr = min(limit, 32, ceilPowerOfTwo(max(units, 1)))
+        let rpg = max(1, min(limit / tpr, ceilPowerOfTwo(w.rows)))
+        try k.set([.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(cl(input).handle), .buffer(cl(output).handle),
+                   .int(Int32(w.rows)), .int(Int32(w.columns)), .local(tpr * rpg * 4)])
+        try launch(k, global: [tpr, roundUp(w.rows, rpg), rows], local: [tpr, rpg, 1])
+    }
+
+    public func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws {
+        let g = try self.weight(weight)
+        guard g.type == .f32 else { throw OpenCLError.invalidArgument("rmsNorm weight '\(g.name)' is \(g.type); norms must be F32") }
+        guard rows > 0, g.columns > 0 else { return }
+        try requireCapacity(input, rows * g.columns, "rmsNorm input")
+        try requireCapacity(output, rows * g.columns, "rmsNorm output")
+        let k = try kernel("rms_norm"), local = rowLocalSize(k, width: g.columns)
+        try k.set([.buffer(cl(input).handle), .buffer(g.handle), .buffer(cl(output).handle), .int(Int32(g.columns)),
+                   .float(eps), .local(local * 4)])
+        try launch(k, global: [local * rows], local: [local])
+    }
+
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws {
+        let pairs = parameters.dimensions / 2
+        guard rows > 0, heads > 0, pairs > 0 else { return }
+        guard parameters.dimensions <= headDim, startPosition >= 0 else {
+            throw OpenCLError.invalidArgument("rope over \(parameters.dimensions) of \(headDim) dimensions at \(startPosition)")
+        }
+        try requireCapacity(buffer, rows * heads * headDim, "rope")
+        let table = try ropeTable(parameters)
+        let k = try kernel("rope"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), ceilPowerOfTwo(pairs), 64)
+        try k.set([.buffer(cl(buffer).handle), .buffer(table.handle), .int(Int32(heads)), .int(Int32(headDim)), .int(Int32(pairs)),
+                   .int(Int32(startPosition)), .int(parameters.style == .normal ? 0 : 1)])
+        try launch(k, global: [roundUp(pairs, local), heads, rows], local: [local, 1, 1])
+    }
+
+    public func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                          rows: Int, startPosition: Int, shape: AttentionShape) throws {
+        guard rows > 0, shape.heads > 0 else { return }
+        guard shape.kvHeads > 0, shape.heads % shape.kvHeads == 0, startPosition >= 0 else {
+            throw OpenCLError.invalidArgument("attention with \(shape.heads) heads over \(shape.kvHeads) KV heads at \(startPosition)")
+        }
+        try requireCapacity(query, rows * shape.queryWidth, "attention query")
+        try requireCapacity(output, rows * shape.queryWidth, "attention output")
+        try requireCapacity(keys, (startPosition + rows) * shape.kvWidth, "attention keys")
+        try requireCapacity(values, (startPosition + rows) * shape.kvWidth, "attention values")
+        let k = try kernel("attention")
+        // Positions per tile = work-items; local memory holds q and the running output (headDim
+        // each) and the tile's weights and reduction scratch (local size each).
+        var local = min(64, floorPowerOfTwo(k.maxWorkGroupSize))
+        while local > 1 && (2 * shape.headDim + 2 * local) * 4 > device.localMemoryBytes { local /= 2 }
+        guard (2 * shape.headDim + 2 * local) * 4 <= device.localMemoryBytes else {
+            throw OpenCLError.unsupportedDevice("head dim \(shape.headDim) needs more local memory than \(device.name) has (\(device.localMemoryBytes) bytes)")
+        }
+        try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
+                   .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
+                   .float(shape.scale), .local(shape.headDim * 4), .local(shape.headDim * 4), .local(local * 4), .local(local * 4)])
+        try launch(k, global: [shape.heads * local, rows], local: [local, 1])
+    }
+
+    public func copyRows(_ source: BackendBuffer, sourceRow: Int, into destination: BackendBuffer, destinationRow: Int,
+                         rows: Int, width: Int) throws {
+        guard rows > 0, width > 0 else { return }
+        guard sourceRow >= 0, destinationRow >= 0,
+              (sourceRow + rows) * width <= source.count, (destinationRow + rows) * width <= destination.count else {
+            throw OpenCLError.invalidArgument("copyRows outside '\(source.label)' or '\(destination.label)'")
+        }
+        if source === destination {
+            if sourceRow == destinationRow { return }
+            guard abs(sourceRow - destinationRow) >= rows else {
+                throw OpenCLError.invalidArgument("copyRows between overlapping rows of '\(source.label)'")
+            }
+        }
+        try check("clEnqueueCopyBuffer", clEnqueueCopyBuffer(queue.handle, cl(source).handle, cl(destination).handle,
+                                                             sourceRow * width * 4, destinationRow * width * 4, rows * width * 4, 0, nil, nil))
+    }
+
+    public func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("swiglu", gate, up, output, count)
+    }
+
+    public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("add", a, b, output, count)
+    }
+
+    public func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws {
+        guard rows > 0, width > 0 else { return }
+        try requireCapacity(buffer, rows * width, "softmax")
+        let k = try kernel("softmax_rows"), local = rowLocalSize(k, width: width)
+        try k.set([.buffer(cl(buffer).handle), .int(Int32(width)), .local(local * 4)])
+        try launch(k, global: [local * rows], local: [local])
+    }
+
+    public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
+        guard rows > 0 else { return [] }
+        guard width > 0 else { throw OpenCLError.invalidArgument("argmax over rows of width 0") }
+        try requireCapacity(buffer, rows * width, "argmax")
+        if argmaxResult == nil || argmaxResult!.bytes < rows * 4 {
+            argmaxResult = try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: max(rows, 64) * 4,
+                                        flags: cl_mem_flags(CL_MEM_READ_WRITE), label: "argmax ids")
+        }
+        let result = argmaxResult!
+        let k = try kernel("argmax_rows"), local = rowLocalSize(k, width: width)
+        try k.set([.buffer(cl(buffer).handle), .int(Int32(width)), .buffer(result.handle), .local(local * 4), .local(local * 4)])
+        try launch(k, global: [local * rows], local: [local])
+        var ids = [Int32](repeating: 0, count: rows)
+        try ids.withUnsafeMutableBytes { raw in
+            try check("clEnqueueReadBuffer", clEnqueueReadBuffer(queue.handle, result.handle, cl_bool(CL_TRUE), 0, raw.count,
+                                                                 raw.baseAddress, 0, nil, nil))
+        }
+        return ids
+    }
+
+    // MARK: Helpers
+
+    private func elementwise(_ name: String, _ a: BackendBuffer, _ b: BackendBuffer, _ output: BackendBuffer, _ count: Int) throws {
+        guard count > 0 else { return }
+        for buffer in [a, b, output] { try requireCapacity(buffer, count, name) }
+        let k = try kernel(name), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
+        try k.set([.buffer(cl(a).handle), .buffer(cl(b).handle), .buffer(cl(output).handle), .int(Int32(count))])
+        try launch(k, global: [roundUp(count, local)], local: [local])
+    }
+
+    private func launch(_ kernel: CLKernel, global: [Int], local: [Int]) throws {
+        var global = global, local = local
+        try check("clEnqueueNDRangeKernel", clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
+                                                                   &global, &local, 0, nil, nil))
+    }
+
+    private func kernel(_ name: String) throws -> CLKernel {
+        if let k = kernels[name] { return k }
+        let k = try CLKernel(program: runtime.program, name: name, device: runtime.device)
+        kernels[name] = k
+        return k
+    }
+
+    /// A power-of-two work-group for a row reduction: up to 256 work-items, no more than the row needs.
+    private func rowLocalSize(_ k: CLKernel, width: Int) -> Int {
+        min(floorPowerOfTwo(min(k.maxWorkGroupSize, device.localMemoryBytes / 8)), 256, ceilPowerOfTwo(width))
+    }
+
+    /// Angles per position for each pair: positionScale · base^(−2i/dims) / factor[i], computed in
+    /// double on the host like the CPU oracle, uploaded once per distinct parameter set.
+    private func ropeTable(_ p: RopeParameters) throws -> OpenCLBuffer {
+        if let entry = ropeTables.first(where: { $0.0 == p }) { return entry.1 }
+        let pairs = p.dimensions / 2
+        let table: [Float] = (0..<pairs).map { i in
+            var f = Double(p.positionScale) * pow(Double(p.base), -2.0 * Double(i) / Double(p.dimensions))
+            if let factors = p.frequencyFactors { f /= Double(factors[i]) }
+            return Float(f)
+        }
+        let buffer = try makeBuffer(count: pairs, label: "rope.freq") as! OpenCLBuffer
+        try upload(table, to: buffer, offset: 0)
+        ropeTables.append((p, buffer))
+        return buffer
+    }
+
+    private func requireCapacity(_ buffer: BackendBuffer, _ needed: Int, _ op: String) throws {
+        if needed > buffer.count {
+            throw OpenCLError.invalidArgument("\(op) needs \(needed) values but '\(buffer.label)' holds \(buffer.count)")
+        }
+    }
+
+    private func cl(_ buffer: BackendBuffer) throws -> OpenCLBuffer {
+        guard let b = buffer as? OpenCLBuffer else {
+            throw OpenCLError.invalidArgument("buffer '\(buffer.label)' does not belong to the OpenCL backend")
+        }
+        return b
+    }
+
+    private func weight(_ weight: BackendWeight) throws -> OpenCLWeight {
+        guard let w = weight as? OpenCLWeight else {
+            throw OpenCLError.invalidArgument("weight '\(weight.name)' does not belong to the OpenCL backend")
+        }
+        return w
+    }
+
+    static func suffix(_ type: GGMLType) -> String {
+        switch type {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .bf16: return "bf16"
+        case .q8_0: return "q8_0"
+        case .q4_0: return "q4_0"
+        case .q4_1: return "q4_1"
+        default: return "unsupported"
+        }
+    }
+}
+
+@inline(__always) func roundUp(_ value: Int, _ multiple: Int) -> Int { (value + multiple - 1) / multiple * multiple }
+@inline(__always) func floorPowerOfTwo(_ value: Int) -> Int { value < 1 ? 1 : 1 << (Int.bitWidth - 1 - value.leadingZeroBitCount) }
+@inline(__always) func ceilPowerOfTwo(_ value: Int) -> Int { value <= 1 ? 1 : 1 << (Int.bitWidth - (value - 1).leadingZeroBitCount) }

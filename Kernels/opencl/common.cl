@@ -1,0 +1,46 @@
+// Shared helpers. OpenCL C 1.2, no extensions: halves are read with vload_half (core),
+// bfloat16 by shifting its bits into the top of a float.
+// Compile-time defines from the host: TILE (tiled matmul edge), chosen from the device limits.
+
+#ifndef TILE
+#define TILE 16
+#endif
+#define QK 32
+
+inline float hsum16(float16 v) {
+    float8 a = v.lo + v.hi;
+    float4 b = a.lo + a.hi;
+    return (b.x + b.y) + (b.z + b.w);
+}
+
+inline float load_half(global const uchar* p) {
+    return vload_half(0, (global const half*)p);
+}
+
+// Work-group reductions over a power-of-two local size (dimension 0). Every work-item
+// receives the result. `red` holds get_local_size(0) floats.
+inline float group_sum(local float* red, float v) {
+    int t = get_local_id(0), n = get_local_size(0);
+    red[t] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = n >> 1; s > 0; s >>= 1) {
+        if (t < s) red[t] += red[t + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float result = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return result;
+}
+
+inline float group_max(local float* red, float v) {
+    int t = get_local_id(0), n = get_local_size(0);
+    red[t] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = n >> 1; s > 0; s >>= 1) {
+        if (t < s) red[t] = fmax(red[t], red[t + s]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float result = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return result;
+}

@@ -1,0 +1,89 @@
+// Row-wise and element-wise ops. Row kernels: one work-group per row, local size a power of two.
+
+// y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * g. In place is safe: each work-item rewrites only
+// the elements it read.
+kernel void rms_norm(global const float* x, global const float* g, global float* y, int width, float eps,
+                     local float* red) {
+    int r = get_group_id(0), t = get_local_id(0), n = get_local_size(0);
+    global const float* xr = x + (size_t)r * width;
+    float sum = 0.0f;
+    for (int i = t; i < width; i += n) sum += xr[i] * xr[i];
+    float total = group_sum(red, sum);
+    float scale = 1.0f / sqrt(total / (float)width + eps);
+    global float* yr = y + (size_t)r * width;
+    for (int i = t; i < width; i += n) yr[i] = xr[i] * scale * g[i];
+}
+
+// In-place softmax over each row.
+kernel void softmax_rows(global float* x, int width, local float* red) {
+    int r = get_group_id(0), t = get_local_id(0), n = get_local_size(0);
+    global float* xr = x + (size_t)r * width;
+    float m = -INFINITY;
+    for (int i = t; i < width; i += n) m = fmax(m, xr[i]);
+    m = group_max(red, m);
+    float sum = 0.0f;
+    for (int i = t; i < width; i += n) {
+        float e = exp(xr[i] - m);
+        xr[i] = e;
+        sum += e;
+    }
+    float inverse = 1.0f / group_sum(red, sum);
+    for (int i = t; i < width; i += n) xr[i] *= inverse;
+}
+
+// The index of each row's largest value, the first on ties. Only these ids go back to the host.
+kernel void argmax_rows(global const float* x, int width, global int* result, local float* values, local int* indices) {
+    int r = get_group_id(0), t = get_local_id(0), n = get_local_size(0);
+    global const float* xr = x + (size_t)r * width;
+    float best = -INFINITY;
+    int index = -1;
+    for (int i = t; i < width; i += n) {
+        if (index < 0 || xr[i] > best) { best = xr[i]; index = i; }
+    }
+    values[t] = best;
+    indices[t] = index;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = n >> 1; s > 0; s >>= 1) {
+        if (t < s) {
+            float ov = values[t + s];
+            int oi = indices[t + s];
+            int mine = indices[t];
+            if (oi >= 0 && (mine < 0 || ov > values[t] || (ov == values[t] && oi < mine))) {
+                values[t] = ov;
+                indices[t] = oi;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    if (t == 0) result[r] = indices[0];
+}
+
+// Rotates pairs of each head in place; global size (pairs, heads, rows). `freq[i]` is the
+// angle per position of pair i (base^(-2i/dims) * positionScale / factor[i], from the host).
+// style 0: adjacent pairs (2i, 2i+1); style 1 (neox): halves (i, i + pairs).
+kernel void rope(global float* x, global const float* freq, int heads, int headDim, int pairs,
+                 int startPosition, int style) {
+    int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
+    if (i >= pairs) return;
+    float theta = (float)(startPosition + r) * freq[i];
+    float c = cos(theta), s = sin(theta);
+    global float* head = x + ((size_t)r * heads + h) * headDim;
+    int a = style == 0 ? 2 * i : i;
+    int b = style == 0 ? 2 * i + 1 : i + pairs;
+    float x0 = head[a], x1 = head[b];
+    head[a] = x0 * c - x1 * s;
+    head[b] = x0 * s + x1 * c;
+}
+
+kernel void swiglu(global const float* gate, global const float* up, global float* y, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    float g = gate[i];
+    y[i] = g / (1.0f + exp(-g)) * up[i];
+}
+
+kernel void add(global const float* a, global const float* b, global float* y, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    y[i] = a[i] + b[i];
+}
