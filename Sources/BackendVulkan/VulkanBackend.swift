@@ -71,6 +71,8 @@ public final class VulkanBackend: Backend {
     /// Uploads up to this size are recorded in command order (vkCmdUpdateBuffer); larger ones
     /// finish the recorded work and write the memory directly.
     private let inlineUploadLimit = 256 * 1024
+    /// Tests lower this to force weights to split into several buffers.
+    var weightChunkLimit: Int?
 
     /// Opens device `deviceIndex` (vkEnumeratePhysicalDevices order, as `llm-gpu devices`
     /// lists it) or, when nil, the best one: discrete, integrated, virtual, then CPU.
@@ -131,7 +133,7 @@ public final class VulkanBackend: Backend {
         guard let rowBytes = type.rowBytes(columns), rows > 0, bytes.count >= rows * rowBytes else {
             throw VulkanError.invalidArgument("weight '\(name)' has \(bytes.count) bytes, too few for \(rows)×\(columns) \(type)")
         }
-        let limit = min(context.info.maxStorageBufferRange, context.info.maxMemoryAllocationSize) & ~15
+        let limit = min(weightChunkLimit ?? .max, context.info.maxStorageBufferRange, context.info.maxMemoryAllocationSize) & ~15
         let rowsPerChunk = limit / rowBytes
         guard rowsPerChunk > 0 else {
             throw VulkanError.tooLarge(what: "one row of weight '\(name)'", bytes: rowBytes, limit: limit, limitName: "maxStorageBufferRange")
