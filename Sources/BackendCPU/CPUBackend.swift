@@ -3,12 +3,23 @@ import LLM
 
 final class CPUBuffer: BackendBuffer {
     let pointer: UnsafeMutablePointer<Float>
-    override init(count: Int, label: String) {
-        pointer = .allocate(capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+    /// calloc: zeroed pages arrive lazily, and a failed allocation is an error rather than a trap.
+    init?(zeroed count: Int, label: String) {
+        guard let raw = calloc(max(count, 1), MemoryLayout<Float>.size) else { return nil }
+        pointer = raw.assumingMemoryBound(to: Float.self)
         super.init(count: count, label: label)
     }
-    deinit { pointer.deallocate() }
+    deinit { free(pointer) }
+}
+
+public enum CPUBackendError: Error, CustomStringConvertible {
+    case outOfMemory(label: String, bytes: Int, physical: UInt64)
+    public var description: String {
+        switch self {
+        case let .outOfMemory(label, bytes, physical):
+            return "cannot allocate \(bytes / (1 << 20)) MiB for '\(label)' (this machine has \(physical / (1 << 20)) MiB); lower --context"
+        }
+    }
 }
 
 /// A weight used in place: `bytes` points into the model's memory mapping (or a caller's
@@ -43,6 +54,8 @@ public final class CPUBackend: Backend {
 
     deinit { scratch.forEach { $0.deallocate() } }
 
+    public var memoryCapacity: UInt64? { ProcessInfo.processInfo.physicalMemory }
+
     public var deviceDescription: String {
         "CPU, \(threads) thread\(threads == 1 ? "" : "s")"
     }
@@ -62,7 +75,14 @@ public final class CPUBackend: Backend {
     }
 
     public func makeBuffer(count: Int, label: String) throws -> BackendBuffer {
-        CPUBuffer(count: count, label: label)
+        let physical = ProcessInfo.processInfo.physicalMemory
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+        // Refuse what cannot fit in RAM up front: with overcommit the allocation would "succeed"
+        // and the process would be killed later, when the pages are touched.
+        guard !overflow, UInt64(bytes) <= physical, let buffer = CPUBuffer(zeroed: count, label: label) else {
+            throw CPUBackendError.outOfMemory(label: label, bytes: overflow ? .max : bytes, physical: physical)
+        }
+        return buffer
     }
 
     public func upload(_ values: [Float], to buffer: BackendBuffer, offset: Int) throws {

@@ -143,3 +143,11 @@ final class CLITests: XCTestCase {
         }
     }
 }
+
+extension CLITests {
+    /// A KV cache that cannot fit in memory is refused before anything is allocated.
+    func testContextTooLargeForMemory() throws {
+        let result = try run(["run", "--model", Fixtures.tiny("tiny-llama-f32.gguf"), "--context", "2000000000", "--prompt", "hi"])
+        assertOneLineError(result, mentions: "lower --context")
+    }
+}

@@ -130,6 +130,10 @@ public protocol Backend: AnyObject {
 
     // MARK: Memory
 
+    /// Bytes of memory the device can hold, when known; used to refuse a plan (a KV cache for
+    /// a huge --context, say) before allocating it piece by piece.
+    var memoryCapacity: UInt64? { get }
+
     /// Makes `bytes` (a 2-D-viewable GGUF tensor) resident on the device.
     func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight
     /// A zero-filled buffer of `count` f32 values.
@@ -164,6 +168,10 @@ public protocol Backend: AnyObject {
     func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32]
     /// Waits until all enqueued work has finished.
     func synchronize() throws
+}
+
+extension Backend {
+    public var memoryCapacity: UInt64? { nil }
 }
 
 /// Raised when a plan needs an op the chosen backend lacks.

@@ -76,6 +76,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case unsupportedTensorType(tensor: String, type: GGMLType, backend: String)
     case tensorShape(tensor: String, expected: [Int], found: [Int])
     case contextTooSmall(requested: Int)
+    case contextTooLarge(context: Int, bytes: Int, available: UInt64, backend: String)
     case promptTooLong(tokens: Int, context: Int)
     case emptyPrompt
     case tokenOutOfRange(token: Int, vocabularySize: Int)
@@ -92,6 +93,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "tensor '\(tensor)' has shape \(found), expected \(expected)"
         case .contextTooSmall(let n):
             return "context of \(n) tokens is too small (need at least 1)"
+        case let .contextTooLarge(context, bytes, available, backend):
+            return "a KV cache for --context \(context) needs \(bytes / (1 << 20)) MiB, more than the \(backend) device's \(available / (1 << 20)) MiB; lower --context"
         case let .promptTooLong(tokens, context):
             return "prompt of \(tokens) tokens does not fit the context of \(context) tokens (raise --context or shorten the prompt)"
         case .emptyPrompt:

@@ -11,6 +11,12 @@ public final class KVCache {
 
     public init(backend: Backend, layers: Int, capacity: Int, width: Int) throws {
         guard capacity > 0 else { throw ModelError.contextTooSmall(requested: capacity) }
+        let (perLayer, o1) = capacity.multipliedReportingOverflow(by: width * MemoryLayout<Float>.size * 2)
+        let (total, o2) = perLayer.multipliedReportingOverflow(by: layers)
+        if o1 || o2 || backend.memoryCapacity.map({ UInt64(total) > $0 }) == true {
+            throw ModelError.contextTooLarge(context: capacity, bytes: (o1 || o2) ? .max : total,
+                                             available: backend.memoryCapacity ?? 0, backend: backend.name)
+        }
         self.capacity = capacity
         self.width = width
         keys = try (0..<layers).map { try backend.makeBuffer(count: capacity * width, label: "kv.k.\($0)") }
