@@ -102,6 +102,12 @@ public final class VulkanBackend: Backend {
         return "\(i.name) (Vulkan \(i.apiVersion), \(i.type), subgroup \(i.subgroupSize))"
     }
 
+    /// The largest device-local heap (on lavapipe: system memory as the driver reports it).
+    public var memoryCapacity: UInt64? {
+        let heaps = context.info.heaps
+        return (heaps.filter(\.deviceLocal).map(\.bytes).max() ?? heaps.map(\.bytes).max()).map(UInt64.init)
+    }
+
     /// Dispatches recorded and command buffers submitted so far.
     public var statistics: (dispatches: Int, submits: Int) { (context.dispatchCount, context.submitCount) }
 

@@ -1,8 +1,8 @@
 import CGPU
 
 /// What `llm-gpu devices` shows for one Vulkan physical device.
-public struct VulkanDeviceInfo: Sendable {
-    public struct Heap: Sendable {
+public struct VulkanDeviceInfo: Sendable, Encodable {
+    public struct Heap: Sendable, Encodable {
         public var bytes: Int
         public var deviceLocal: Bool
     }

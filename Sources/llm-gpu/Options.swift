@@ -1,5 +1,6 @@
 import ArgumentParser
 import BackendCPU
+import BackendVulkan
 import Foundation
 import LLM
 
@@ -32,9 +33,12 @@ struct EngineOptions: ParsableArguments {
         switch backend {
         case .cpu:
             return CPUBackend(threads: threads)
-        case .opencl, .vulkan:
+        case .opencl:
             // Never fall back to the CPU silently: say what is missing.
             throw CLIError("the \(backend.rawValue) backend is not available in this build yet; use --backend cpu")
+        case .vulkan:
+            // Errors (no driver, no such device, allocation over the device's limits) propagate: never a CPU fallback.
+            return try VulkanBackend(deviceIndex: device)
         }
     }
 
