@@ -34,8 +34,8 @@ struct EngineOptions: ParsableArguments {
         case .cpu:
             return CPUBackend(threads: threads)
         case .opencl:
-            // Never fall back to the CPU silently: say what is missing.
-            throw CLIError("the \(backend.rawValue) backend is not available in this build yet; use --backend cpu")
+            // Errors (no platform, no such device, too little memory) propagate: never a CPU fallback.
+            return try makeOpenCLBackend(device: device)
         case .vulkan:
             // Errors (no driver, no such device, allocation over the device's limits) propagate: never a CPU fallback.
             return try VulkanBackend(deviceIndex: device)
