@@ -21,16 +21,23 @@ struct Run: ParsableCommand {
     @Flag(help: "Print one JSON object instead of streaming text.")
     var json = false
 
+    @OptionGroup(title: "Sampling (chain order: penalties, top-k, top-p, min-p, temperature)")
+    var sampling: SamplingOptions
+
+    @Option(help: "Stop when the text contains this (repeatable); it is not printed.")
+    var stop: [String] = []
+
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         if maxTokens < 0 { throw ValidationError("--max-tokens must be 0 or more, got \(maxTokens)") }
+        if stop.contains("") { throw ValidationError("--stop needs a non-empty text") }
     }
 
     func run() throws {
         let text = try promptText()
         let (model, session) = try engine.open(modelPath: modelOption.resolve())
         let promptTokens = model.tokenizer.encode(text)
-        let options = GenerationOptions(maxTokens: maxTokens, strategy: .greedy)
+        let options = GenerationOptions(maxTokens: maxTokens, strategy: sampling.strategy, stopSequences: stop)
         let completion = try Generator(session: session).generate(prompt: promptTokens, options: options) { piece in
             if !json {
                 FileHandle.standardOutput.write(Data(piece.utf8))
@@ -80,4 +87,46 @@ struct RunOutput: Encodable {
     var completions: [CompletionOutput]
     var timings: TimingsOutput
     enum CodingKeys: String, CodingKey { case backend, promptTokens = "prompt_tokens", completions, timings }
+}
+
+/// Sampling flags; `--temperature 0` (the default) is greedy decoding.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Temperature; 0 picks the most probable token (greedy).")
+    var temperature: Float = 0
+    @Option(help: "Keep the K most probable tokens (0 = off).")
+    var topK: Int = 0
+    @Option(help: "Keep the most probable tokens up to cumulative probability P (1 = off).")
+    var topP: Float = 1
+    @Option(help: "Drop tokens below P × the top probability (0 = off).")
+    var minP: Float = 0
+    @Option(help: "Divide positive (multiply negative) logits of recent tokens by this (1 = off).")
+    var repeatPenalty: Float = 1
+    @Option(help: "Subtract from the logit of each recent token once (0 = off).")
+    var presencePenalty: Float = 0
+    @Option(help: "Subtract from the logit of each recent token per occurrence (0 = off).")
+    var frequencyPenalty: Float = 0
+    @Option(help: "How many recent tokens the penalties consider.")
+    var penaltyLastN: Int = 64
+    @Option(help: "Seed of the sampler; the same seed gives the same tokens.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be 0 or more") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
+        guard minP >= 0, minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
+        guard repeatPenalty > 0 else { throw ValidationError("--repeat-penalty must be positive") }
+        guard penaltyLastN >= 0 else { throw ValidationError("--penalty-last-n must be 0 or more") }
+        let changed = topK != 0 || topP != 1 || minP != 0 || repeatPenalty != 1 || presencePenalty != 0 || frequencyPenalty != 0
+        if temperature == 0 && changed {
+            throw ValidationError("sampling options need --temperature above 0 (temperature 0 is greedy decoding)")
+        }
+    }
+
+    var strategy: DecodingStrategy {
+        guard temperature > 0 else { return .greedy }
+        return .sample(SamplingParameters(
+            temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty,
+            presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, penaltyWindow: penaltyLastN, seed: seed))
+    }
 }

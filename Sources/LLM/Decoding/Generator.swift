@@ -2,8 +2,11 @@ import Foundation
 
 /// How the next token is chosen.
 public enum DecodingStrategy: Sendable, Equatable {
-    /// Maximum probability at every step (argmax of the logits, first index on ties).
+    /// Maximum probability at every step (argmax of the logits, first index on ties). Only the
+    /// token id crosses back from the device.
     case greedy
+    /// Draw from the filtered distribution (see `SamplingParameters` for the chain's order).
+    case sample(SamplingParameters)
 }
 
 /// Everything one generation call takes: a single options value, not a family of overloads.
@@ -12,11 +15,15 @@ public struct GenerationOptions: Sendable {
     public var strategy: DecodingStrategy
     /// Stop at the model's end-of-generation tokens (EOS, EOT).
     public var stopAtEndOfGeneration: Bool
+    /// Stop when the decoded text contains one of these; the match is not part of the result.
+    public var stopSequences: [String]
 
-    public init(maxTokens: Int = 128, strategy: DecodingStrategy = .greedy, stopAtEndOfGeneration: Bool = true) {
+    public init(maxTokens: Int = 128, strategy: DecodingStrategy = .greedy, stopAtEndOfGeneration: Bool = true,
+                stopSequences: [String] = []) {
         self.maxTokens = maxTokens
         self.strategy = strategy
         self.stopAtEndOfGeneration = stopAtEndOfGeneration
+        self.stopSequences = stopSequences
     }
 }
 
@@ -67,13 +74,14 @@ public struct Generator {
         }
         var timings = Timings()
         var decoder = StreamingDecoder(tokenizer: tokenizer)
+        var stops = StopMatcher(stops: options.stopSequences)
         var tokens: [Int32] = []
-        var text = ""
         var finish = FinishReason.length
+        var chooser = NextToken(strategy: options.strategy, session: session)
 
         let clock = ContinuousClock()
         var started = clock.now
-        var next = try session.evaluateGreedy(prompt)
+        var next = try chooser.next(after: prompt, history: prompt)
         timings.promptTokens = prompt.count
         timings.promptSeconds = seconds(clock.now - started)
 
@@ -84,26 +92,51 @@ public struct Generator {
                 break
             }
             tokens.append(next)
-            let piece = decoder.feed(next)
-            if !piece.isEmpty {
-                text += piece
-                onText(piece)
+            let (shown, stopped) = stops.append(decoder.feed(next))
+            if !shown.isEmpty { onText(shown) }
+            if stopped {
+                finish = .stop
+                break
             }
             // Stop before evaluating a token whose successor would not be used.
             if tokens.count == options.maxTokens || session.cache.remaining == 0 { break }
-            next = try session.evaluateGreedy([next])
+            next = try chooser.next(after: [next], history: prompt + tokens)
             timings.generationSteps += 1
         }
         timings.generationSeconds = seconds(clock.now - started)
-        let tail = decoder.flush()
-        if !tail.isEmpty {
-            text += tail
-            onText(tail)
+        if finish != .stop {
+            let (shown, stopped) = stops.append(decoder.flush())
+            if stopped { finish = .stop }
+            let tail = shown + (stopped ? "" : stops.finish())
+            if !tail.isEmpty { onText(tail) }
         }
-        return Completion(tokens: tokens, text: text, finishReason: finish, timings: timings)
+        return Completion(tokens: tokens, text: stops.text, finishReason: finish, timings: timings)
     }
 
     private func seconds(_ d: Duration) -> Double {
         Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+}
+
+/// Evaluates tokens and picks the next one by the strategy: greedy reads back only the id,
+/// sampling reads back the last row of logits.
+private struct NextToken {
+    let session: InferenceSession
+    var sampler: Sampler?
+
+    init(strategy: DecodingStrategy, session: InferenceSession) {
+        self.session = session
+        switch strategy {
+        case .greedy: sampler = nil
+        case .sample(let parameters): sampler = Sampler(parameters)
+        }
+    }
+
+    mutating func next(after tokens: [Int32], history: [Int32]) throws -> Int32 {
+        guard sampler != nil else { return try session.evaluateGreedy(tokens) }
+        let vocab = session.model.config.vocabularySize
+        let buffer = try session.evaluate(tokens, logits: .last)
+        let logits = try session.model.backend.download(buffer, offset: 0, count: vocab)
+        return sampler!.sample(logits: logits, history: history)
     }
 }
