@@ -4,16 +4,28 @@
 // A workgroup owns 4 output rows × TOKENS tokens; 16 lanes per row stride over 8-value chunks
 // and their partial sums meet in shared memory. TOKENS = 1 is the decode mat-vec variant,
 // TOKENS = 8 the prompt-batch variant (each dequantized chunk is reused for 8 tokens).
+// SUBGROUP: one subgroup per output row instead, reduced with subgroupAdd: no shared memory and
+// no barrier (barriers are costly on lavapipe, and free a GPU from a 4-step tree). The host
+// uses it where subgroup arithmetic is supported in compute and dispatches
+// ceil(rows / (64 / subgroupSize)) workgroups; rows past `outputs` are masked.
 #ifndef TOKENS
 #define TOKENS 8
 #endif
 #define LANES 16u
 #define ROWS_PER_GROUP 4u
 layout(local_size_x = 64) in;
+#ifdef SUBGROUP
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
 
 #define WEIGHT_BINDING 0
 #include "quant.glsl"
+#if defined(FLOAT_WEIGHTS)
 layout(std430, set = 0, binding = 1) readonly buffer X { float x[]; };
+#else
+// Block types: columns are a multiple of 32, so every 4-column group of x is vec4-aligned.
+layout(std430, set = 0, binding = 1) readonly buffer X { vec4 x4[]; };
+#endif
 layout(std430, set = 0, binding = 2) writeonly buffer Y { float y[]; };
 
 layout(push_constant) uniform Push {
@@ -25,7 +37,9 @@ layout(push_constant) uniform Push {
     uint outOffset;  // first weight row of this chunk
 } p;
 
+#ifndef SUBGROUP
 shared float partial[TOKENS * 64];
+#endif
 
 vec4 xload(uint base, uint c) {
 #if defined(FLOAT_WEIGHTS)
@@ -33,14 +47,20 @@ vec4 xload(uint base, uint c) {
     uint last = p.columns - 1u;
     return vec4(x[base + min(c, last)], x[base + min(c + 1u, last)], x[base + min(c + 2u, last)], x[base + min(c + 3u, last)]);
 #else
-    return vec4(x[base + c], x[base + c + 1u], x[base + c + 2u], x[base + c + 3u]);
+    return x4[(base + c) >> 2];
 #endif
 }
 
 void main() {
+#ifdef SUBGROUP
     uint t = gl_LocalInvocationID.x;
-    uint lane = t % LANES;
+    uint lane = gl_SubgroupInvocationID, lanes = gl_SubgroupSize;
+    uint row = gl_WorkGroupID.x * gl_NumSubgroups + gl_SubgroupID;
+#else
+    uint t = gl_LocalInvocationID.x;
+    uint lane = t % LANES, lanes = LANES;
     uint row = gl_WorkGroupID.x * ROWS_PER_GROUP + t / LANES;
+#endif
     uint tok0 = gl_WorkGroupID.y * uint(TOKENS);
     uint ntok = min(uint(TOKENS), p.tokens - tok0);
 
@@ -49,7 +69,7 @@ void main() {
     if (row < p.outputs) {
         uint rowOff = row * p.rowBytes;
         uint chunks = chunkCount(p.columns);
-        for (uint c = lane; c < chunks; c += LANES) {
+        for (uint c = lane; c < chunks; c += lanes) {
             vec4 wa, wb;
             uint ca, cb;
             loadChunk(rowOff, c, p.columns, wa, wb, ca, cb);
@@ -61,6 +81,12 @@ void main() {
             }
         }
     }
+#ifdef SUBGROUP
+    for (uint k = 0u; k < uint(TOKENS); k++) {
+        float sum = subgroupAdd(acc[k]);
+        if (lane == 0u && row < p.outputs && k < ntok) y[(tok0 + k) * p.outStride + p.outOffset + row] = sum;
+    }
+#else
     for (uint k = 0u; k < uint(TOKENS); k++) partial[k * 64u + t] = acc[k];
     barrier();
     for (uint s = LANES / 2u; s > 0u; s >>= 1) {
@@ -72,4 +98,5 @@ void main() {
     if (lane == 0u && row < p.outputs) {
         for (uint k = 0u; k < ntok; k++) y[(tok0 + k) * p.outStride + p.outOffset + row] = partial[k * 64u + t];
     }
+#endif
 }

@@ -15,6 +15,12 @@ uint load32(uint off) {
     if (s == 0u) return wdata[i];
     return (wdata[i] >> s) | (wdata[i + 1u] << (32u - s));
 }
+// `off` must be even (Q8_0 and Q4_0 blocks are 2-byte aligned).
+uint load32even(uint off) {
+    uint i = off >> 2;
+    if ((off & 2u) == 0u) return wdata[i];
+    return (wdata[i] >> 16) | (wdata[i + 1u] << 16);
+}
 float halfAt(uint off) { return unpackHalf2x16(load16(off)).x; }
 float bf16(uint bits) { return uintBitsToFloat(bits << 16); }
 vec4 nibblesLo(uint q) { return vec4(float(q & 15u), float((q >> 8) & 15u), float((q >> 16) & 15u), float((q >> 24) & 15u)); }
@@ -74,14 +80,14 @@ void loadChunk(uint rowOff, uint c, uint columns, out vec4 wa, out vec4 wb, out 
     float d = halfAt(off);
     ca = b * 32u + q * 8u;
     cb = ca + 4u;
-    wa = d * signedBytes(load32(off + 2u + q * 8u));
-    wb = d * signedBytes(load32(off + 6u + q * 8u));
+    wa = d * signedBytes(load32even(off + 2u + q * 8u));
+    wb = d * signedBytes(load32even(off + 6u + q * 8u));
 #elif defined(TYPE_Q4_0)
     // block_q4_0 { half d; uint8 qs[16]; }: x[j] = d * (lo(qs[j]) - 8), x[j + 16] = d * (hi(qs[j]) - 8)
     uint b = c >> 2, q = c & 3u;
     uint off = rowOff + b * 18u;
     float d = halfAt(off);
-    uint bits = load32(off + 2u + q * 4u);
+    uint bits = load32even(off + 2u + q * 4u);
     ca = b * 32u + q * 4u;
     cb = ca + 16u;
     wa = d * (nibblesLo(bits) - 8.0);
@@ -90,8 +96,9 @@ void loadChunk(uint rowOff, uint c, uint columns, out vec4 wa, out vec4 wb, out 
     // block_q4_1 { half d; half m; uint8 qs[16]; }: x = d * q + m
     uint b = c >> 2, q = c & 3u;
     uint off = rowOff + b * 20u;
-    vec2 dm = unpackHalf2x16(load32(off));
-    uint bits = load32(off + 4u + q * 4u);
+    // 20-byte blocks in rows of 20·n bytes: always 4-byte aligned
+    vec2 dm = unpackHalf2x16(wdata[off >> 2]);
+    uint bits = wdata[(off >> 2) + 1u + q];
     ca = b * 32u + q * 4u;
     cb = ca + 16u;
     wa = dm.x * nibblesLo(bits) + dm.y;

@@ -73,6 +73,9 @@ public final class VulkanBackend: Backend {
     private let inlineUploadLimit = 256 * 1024
     /// Tests lower this to force weights to split into several buffers.
     var weightChunkLimit: Int?
+    /// Matmuls reduce each row within one subgroup (subgroupAdd) where the device supports it
+    /// and subgroups fit a 64-invocation workgroup; else the shared-memory variant. Tests flip it.
+    var subgroupMatmul: Bool
 
     /// Opens device `deviceIndex` (vkEnumeratePhysicalDevices order, as `llm-gpu devices`
     /// lists it) or, when nil, the best one: discrete, integrated, virtual, then CPU.
@@ -81,6 +84,8 @@ public final class VulkanBackend: Backend {
         tokens = GrowingBuffer(context: context, kind: .device, label: "tokens")
         results = GrowingBuffer(context: context, kind: .host, label: "argmax")
         staging = GrowingBuffer(context: context, kind: .host, label: "staging")
+        let info = context.info
+        subgroupMatmul = info.subgroupArithmetic && info.subgroupSize >= 1 && info.subgroupSize <= 64
     }
 
     deinit {
@@ -252,12 +257,15 @@ public final class VulkanBackend: Backend {
             throw VulkanError.invalidArgument("matmul '\(w.name)' (\(w.rows)×\(w.columns)) over \(rows) rows of '\(x.label)' into '\(y.label)'")
         }
         let tokensPerGroup = rows == 1 ? 1 : 8
-        let kernel = (rows == 1 ? "matvec_" : "matmul_") + Self.kernelSuffix(w.type)!
+        let kernel = (rows == 1 ? "matvec_" : "matmul_") + (subgroupMatmul ? "sg_" : "") + Self.kernelSuffix(w.type)!
+        // Output rows per 64-invocation workgroup: one per subgroup (the reported size is the
+        // largest a driver uses, so real subgroups are never fewer), or 4 × 16 lanes.
+        let rowsPerGroup = subgroupMatmul ? max(1, 64 / context.info.subgroupSize) : 4
         for chunk in w.chunks {
             try context.dispatch(kernel, [.read(chunk.allocation), .read(x.allocation), .write(y.allocation)],
                                  push: [UInt32(w.columns), UInt32(chunk.rows), UInt32(rows), UInt32(w.rowBytes),
                                         UInt32(w.rows), UInt32(chunk.firstRow)],
-                                 groups: (ceil(chunk.rows, 4), ceil(rows, tokensPerGroup), 1))
+                                 groups: (ceil(chunk.rows, rowsPerGroup), ceil(rows, tokensPerGroup), 1))
         }
     }
 

@@ -16,6 +16,8 @@ public struct VulkanDeviceInfo: Sendable, Encodable {
     public var maxStorageBufferRange: Int
     public var maxMemoryAllocationSize: Int
     public var subgroupSize: Int
+    /// Subgroup arithmetic (subgroupAdd) in compute shaders: the matmul kernels reduce with it.
+    public var subgroupArithmetic: Bool
     public var hasComputeQueue: Bool
 
     /// One line for listings.
@@ -102,6 +104,7 @@ enum VulkanInstance {
         }
         let api = properties.apiVersion
         var subgroupSize = 0
+        var subgroupArithmetic = false
         var maxAllocation = Int(UInt32.max)  // Vulkan 1.0 devices: no query; 4 GiB is the common cap
         if cgpu_vk_api_version_major(api) > 1 || cgpu_vk_api_version_minor(api) >= 1 {
             var subgroup = VkPhysicalDeviceSubgroupProperties()
@@ -118,6 +121,8 @@ enum VulkanInstance {
                 }
             }
             subgroupSize = Int(subgroup.subgroupSize)
+            subgroupArithmetic = subgroup.supportedOperations & VK_SUBGROUP_FEATURE_ARITHMETIC_BIT.rawValue != 0
+                && subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT.rawValue != 0
             maxAllocation = Int(maintenance3.maxMemoryAllocationSize)
         }
         var memory = VkPhysicalDeviceMemoryProperties()
@@ -134,6 +139,7 @@ enum VulkanInstance {
             maxStorageBufferRange: Int(properties.limits.maxStorageBufferRange),
             maxMemoryAllocationSize: maxAllocation,
             subgroupSize: subgroupSize,
+            subgroupArithmetic: subgroupArithmetic,
             hasComputeQueue: computeQueueFamily(device) != nil)
     }
 }

@@ -88,6 +88,34 @@ final class VulkanBackendTests: XCTestCase {
         }
     }
 
+    /// The shared-memory matmul variant (used where subgroup arithmetic is missing) against the
+    /// CPU; the suite's matmul cases cover the variant this device picks.
+    func testSharedMemoryMatmulVariantMatchesCPU() throws {
+        let vk = try ConformanceBackends.vulkanOrSkip()
+        let cpu = ConformanceBackends.oracle
+        let original = vk.subgroupMatmul
+        defer { vk.subgroupMatmul = original }
+        var rng = SeededRandom(seed: 43)
+        for subgroup in [false, true] where subgroup == false || vk.device.subgroupArithmetic {
+            vk.subgroupMatmul = subgroup
+            for type in [GGMLType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1] {
+                for (outputs, columns, rows) in [(33, type.blockSize == 1 ? 340 : 96, 1), (67, type.blockSize == 1 ? 7 : 32, 3), (130, 576, 19)] {
+                    let bytes = randomWeightBytes(type, rows: outputs, columns: columns, &rng)
+                    let x = rng.floats(rows * columns)
+                    var results: [[Float]] = []
+                    for b in [vk, cpu as Backend] {
+                        let w = try makeWeight(b, "w", type, rows: outputs, columns: columns, bytes: bytes)
+                        let input = try makeFilled(b, x, label: "x")
+                        let output = try b.makeBuffer(count: rows * outputs, label: "y")
+                        try b.matmul(w, input, into: output, rows: rows)
+                        results.append(try download(b, output))
+                    }
+                    assertClose(results[0], results[1], tolerance: 1e-9, "subgroup \(subgroup) matmul \(type) \(outputs)x\(columns) rows \(rows)")
+                }
+            }
+        }
+    }
+
     // MARK: Errors
 
     func testErrorsAreTypedAndNamed() throws {
