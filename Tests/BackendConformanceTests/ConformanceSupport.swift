@@ -17,7 +17,7 @@ enum ConformanceBackends {
     static func all() -> [ConformanceBackend] {
         [
             ConformanceBackend(name: "opencl", make: { try openCL.get() }),
-            // ConformanceBackend(name: "vulkan", make: { ... }),   // issue #4
+            ConformanceBackend(name: "vulkan", make: { try vulkan.get() }),
         ]
     }
 
