@@ -158,11 +158,15 @@ public final class CPUBackend: Backend {
     }
 
     public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws {
+        try rope(buffer, rows: rows, heads: heads, headDim: headDim, positions: Array(startPosition..<(startPosition + rows)),
+                 parameters: parameters)
+    }
+
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, positions: [Int], parameters: RopeParameters) throws {
         let x = cpu(buffer), pairs = parameters.dimensions / 2
         for r in 0..<rows {
-            let position = startPosition + r
             for i in 0..<pairs {
-                let theta = parameters.angle(position: position, pair: i)
+                let theta = parameters.angle(position: positions[r], pair: i)
                 let c = cos(theta), s = sin(theta)
                 for h in 0..<heads {
                     let head = x + (r * heads + h) * headDim
@@ -179,23 +183,37 @@ public final class CPUBackend: Backend {
 
     public func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
                           rows: Int, startPosition: Int, shape: AttentionShape) throws {
+        attend(query: query, keys: keys, values: values, output: output, rows: rows, shape: shape,
+               visible: { startPosition + $0 + 1 }, physicalRow: { _, p in p })
+    }
+
+    public func pagedAttention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                               rows: Int, layout: PagedLayout, shape: AttentionShape) throws {
+        attend(query: query, keys: keys, values: values, output: output, rows: rows, shape: shape,
+               visible: { layout.lengths[$0] }, physicalRow: { r, p in layout.physicalRow(r, position: p) })
+    }
+
+    /// Softmax attention of row r over its `visible(r)` positions, position p of row r stored at
+    /// row `physicalRow(r, p)` of keys and values. Query head h reads KV head h / (heads / kvHeads).
+    private func attend(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, output: BackendBuffer,
+                        rows: Int, shape: AttentionShape, visible: (Int) -> Int, physicalRow: (Int, Int) -> Int) {
         let q = cpu(query), k = cpu(keys), v = cpu(values), out = cpu(output)
         let headDim = shape.headDim, kvWidth = shape.kvWidth, group = shape.heads / shape.kvHeads
-        ensureScratch(startPosition + rows)
+        ensureScratch((0..<rows).map(visible).max() ?? 1)
         parallel.forEachIndexed(rows * shape.heads) { index, worker in
             let r = index / shape.heads, h = index % shape.heads
-            let visible = startPosition + r + 1          // causal: positions 0 ... startPosition + r
+            let count = visible(r)
             let qh = q + r * shape.queryWidth + h * headDim
             let kvOffset = (h / group) * headDim
             let scores = self.scratch[worker]
             var maxScore = -Float.infinity
-            for p in 0..<visible {
-                let s = DotKernels.dotF32(qh, k + p * kvWidth + kvOffset, headDim) * shape.scale
+            for p in 0..<count {
+                let s = DotKernels.dotF32(qh, k + physicalRow(r, p) * kvWidth + kvOffset, headDim) * shape.scale
                 scores[p] = s
                 maxScore = max(maxScore, s)
             }
             var total: Float = 0
-            for p in 0..<visible {
+            for p in 0..<count {
                 let e = exp(scores[p] - maxScore)
                 scores[p] = e
                 total += e
@@ -203,8 +221,8 @@ public final class CPUBackend: Backend {
             let oh = out + r * shape.queryWidth + h * headDim
             oh.update(repeating: 0, count: headDim)
             let inverse = 1 / total
-            for p in 0..<visible {
-                let weight = scores[p] * inverse, vp = v + p * kvWidth + kvOffset
+            for p in 0..<count {
+                let weight = scores[p] * inverse, vp = v + physicalRow(r, p) * kvWidth + kvOffset
                 for d in 0..<headDim { oh[d] += weight * vp[d] }
             }
         }

@@ -27,34 +27,58 @@ struct Run: ParsableCommand {
     @Option(help: "Stop when the text contains this (repeatable); it is not printed.")
     var stop: [String] = []
 
+    @OptionGroup(title: "Beam search (score = Σ log p / length term, length = generated tokens incl. EOS)")
+    var beam: BeamOptions
+
     func validate() throws {
         if prompt != nil && promptFile != nil { throw ValidationError("give --prompt or --prompt-file, not both") }
         if maxTokens < 0 { throw ValidationError("--max-tokens must be 0 or more, got \(maxTokens)") }
         if stop.contains("") { throw ValidationError("--stop needs a non-empty text") }
+        if beam.beams != nil && sampling.temperature > 0 {
+            throw ValidationError("--beams and --temperature are different strategies: choose one")
+        }
+        if beam.beams != nil && !stop.isEmpty { throw ValidationError("--stop is not supported with --beams") }
     }
 
     func run() throws {
         let text = try promptText()
         let (model, session) = try engine.open(modelPath: modelOption.resolve())
         let promptTokens = model.tokenizer.encode(text)
-        let options = GenerationOptions(maxTokens: maxTokens, strategy: sampling.strategy, stopSequences: stop)
-        let completion = try Generator(session: session).generate(prompt: promptTokens, options: options) { piece in
+        let strategy = beam.strategy ?? sampling.strategy
+        let options = GenerationOptions(maxTokens: maxTokens, strategy: strategy, stopSequences: stop)
+        let generation = try Generator(session: session).generate(prompt: promptTokens, options: options) { piece in
             if !json {
                 FileHandle.standardOutput.write(Data(piece.utf8))
             }
         }
-        let t = completion.timings
+        let t = generation.timings
         if json {
             try printJSON(RunOutput(
                 backend: model.backend.name, promptTokens: promptTokens,
-                completions: [.init(tokens: completion.tokens, text: completion.text, finishReason: completion.finishReason)],
+                completions: generation.completions.map {
+                    .init(tokens: $0.tokens, text: $0.text, finishReason: $0.finishReason, logprob: $0.logprob, score: $0.score)
+                },
                 timings: .init(promptTokensPerS: t.promptTokensPerSecond, generationTokensPerS: t.generationTokensPerSecond)))
+            return
+        }
+        if case .beamSearch = strategy {
+            for (k, c) in generation.completions.enumerated() {
+                if generation.completions.count > 1 {
+                    print(String(format: "[%d] score %.4f, logprob %.4f, %d tokens, %@", k + 1, c.score ?? 0, c.logprob ?? 0,
+                                 c.tokens.count, c.finishReason.rawValue))
+                }
+                print(c.text)
+            }
         } else {
             print()
-            printError(String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d tokens, %.1f tokens/s | %@, %@",
-                              t.promptTokens, t.promptTokensPerSecond, completion.tokens.count,
-                              t.generationTokensPerSecond, model.backend.deviceDescription, completion.finishReason.rawValue))
         }
+        var line = String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d steps, %.1f tokens/s | %@, %@",
+                          t.promptTokens, t.promptTokensPerSecond, generation.best.tokens.count,
+                          t.generationTokensPerSecond, model.backend.deviceDescription, generation.best.finishReason.rawValue)
+        if let peak = generation.peakKVBytes, let contiguous = generation.contiguousKVBytes {
+            line += String(format: " | KV %.1f MiB (per-beam caches: %.1f MiB)", Double(peak) / 1_048_576, Double(contiguous) / 1_048_576)
+        }
+        printError(line)
     }
 
     private func promptText() throws -> String {
@@ -73,7 +97,9 @@ struct RunOutput: Encodable {
         var tokens: [Int32]
         var text: String
         var finishReason: FinishReason
-        enum CodingKeys: String, CodingKey { case tokens, text, finishReason = "finish_reason" }
+        var logprob: Double?
+        var score: Double?
+        enum CodingKeys: String, CodingKey { case tokens, text, finishReason = "finish_reason", logprob, score }
     }
     struct TimingsOutput: Encodable {
         var promptTokensPerS: Double
@@ -128,5 +154,35 @@ struct SamplingOptions: ParsableArguments {
         return .sample(SamplingParameters(
             temperature: temperature, topK: topK, topP: topP, minP: minP, repetitionPenalty: repeatPenalty,
             presencePenalty: presencePenalty, frequencyPenalty: frequencyPenalty, penaltyWindow: penaltyLastN, seed: seed))
+    }
+}
+
+extension LengthNormalization: ExpressibleByArgument {}
+extension EarlyStopping: ExpressibleByArgument {}
+
+struct BeamOptions: ParsableArguments {
+    @Option(help: "Beam search with N beams (1 equals greedy).")
+    var beams: Int?
+    @Option(help: "α in the length term.")
+    var lengthPenalty: Double = 1
+    @Option(help: "Length term: power (L^α) or gnmt (((5 + L) / 6)^α).")
+    var lengthNorm: LengthNormalization = .power
+    @Option(help: "true: stop at N finished; false: stop when no live beam can win at its length; never: ... at max length.")
+    var earlyStopping: EarlyStopping = .false
+    @Option(help: "Return the K best finished hypotheses.")
+    var numReturn: Int = 1
+
+    func validate() throws {
+        if let beams, beams < 1 { throw ValidationError("--beams must be at least 1, got \(beams)") }
+        if numReturn < 1 { throw ValidationError("--num-return must be at least 1") }
+        if numReturn > (beams ?? 1) { throw ValidationError("--num-return \(numReturn) needs at least as many --beams") }
+        if !lengthPenalty.isFinite { throw ValidationError("--length-penalty must be a number") }
+    }
+
+    var strategy: DecodingStrategy? {
+        beams.map {
+            .beamSearch(BeamSearchParameters(beams: $0, lengthPenalty: lengthPenalty, lengthNormalization: lengthNorm,
+                                             earlyStopping: earlyStopping, returnCount: numReturn))
+        }
     }
 }

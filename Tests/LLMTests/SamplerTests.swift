@@ -84,7 +84,7 @@ final class SamplerTests: XCTestCase {
         let prompt = model.tokenizer.encode("The capital of France is")
         var streamed = ""
         let cut = try Generator(session: session).generate(
-            prompt: prompt, options: GenerationOptions(maxTokens: 12, stopSequences: ["s.\n"])) { streamed += $0 }
+            prompt: prompt, options: GenerationOptions(maxTokens: 12, stopSequences: ["s.\n"])) { streamed += $0 }.best
         XCTAssertEqual(cut.finishReason, .stop)
         XCTAssertEqual(cut.text, " Pari")
         XCTAssertEqual(streamed, " Pari")
@@ -92,7 +92,7 @@ final class SamplerTests: XCTestCase {
 
         // A stop that never matches changes nothing.
         let free = try Generator(session: session).generate(
-            prompt: prompt, options: GenerationOptions(maxTokens: 4, stopSequences: ["zzz"]))
+            prompt: prompt, options: GenerationOptions(maxTokens: 4, stopSequences: ["zzz"])).best
         XCTAssertEqual(free.text, " Paris.\n\n")
         XCTAssertEqual(free.finishReason, .length)
     }

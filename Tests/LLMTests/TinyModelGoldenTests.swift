@@ -73,7 +73,7 @@ final class TinyModelGoldenTests: XCTestCase {
         // Greedy continuation from the prompt matches up to the first near-tie.
         let generator = Generator(session: session)
         let completion = try generator.generate(prompt: reference.promptIDs,
-                                                options: GenerationOptions(maxTokens: 32, stopAtEndOfGeneration: false))
+                                                options: GenerationOptions(maxTokens: 32, stopAtEndOfGeneration: false)).best
         let agree = reference.firstNearTie()
         XCTAssertEqual(Array(completion.tokens.prefix(agree)), Array(reference.greedyIDs.prefix(agree)),
                        "\(c.name): greedy ids before the first near-tie (step \(agree))")

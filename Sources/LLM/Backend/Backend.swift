@@ -151,6 +151,11 @@ public protocol Backend: AnyObject {
     func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws
     /// Rotates each head of `buffer` ([rows, heads · headDim]) in place; row r sits at position startPosition + r.
     func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, startPosition: Int, parameters: RopeParameters) throws
+    /// RoPE with an explicit position per row (default implementation in PagedAttention.swift).
+    func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, positions: [Int], parameters: RopeParameters) throws
+    /// Causal attention over a paged KV cache (default implementation in PagedAttention.swift).
+    func pagedAttention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                        rows: Int, layout: PagedLayout, shape: AttentionShape) throws
     /// Causal attention of `query` rows (positions startPosition + r) over cached keys and
     /// values at positions 0 ... startPosition + r. Query heads share KV heads in groups (GQA).
     func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,

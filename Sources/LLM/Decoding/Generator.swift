@@ -7,6 +7,8 @@ public enum DecodingStrategy: Sendable, Equatable {
     case greedy
     /// Draw from the filtered distribution (see `SamplingParameters` for the chain's order).
     case sample(SamplingParameters)
+    /// Keep the `beams` best partial sequences by length-normalized log-probability.
+    case beamSearch(BeamSearchParameters)
 }
 
 /// Everything one generation call takes: a single options value, not a family of overloads.
@@ -48,11 +50,25 @@ public struct Timings: Sendable {
 }
 
 public struct Completion: Sendable {
-    /// Generated ids; an end-of-generation token that stopped the run is not included.
+    /// Generated ids. Greedy and sampling leave out an end-of-generation token that stopped the
+    /// run; beam search keeps it, since it counts in the hypothesis's logprob and length.
     public var tokens: [Int32]
     public var text: String
     public var finishReason: FinishReason
+    /// Beam search: Σ log p of `tokens`, and that sum divided by the length term.
+    public var logprob: Double?
+    public var score: Double?
+}
+
+/// What one `generate` call returns: one completion, or a beam search's best hypotheses, best first.
+public struct Generation: Sendable {
+    public var completions: [Completion]
     public var timings: Timings
+    /// Beam search: the most KV-cache bytes held at once, and what per-beam contiguous caches would take.
+    public var peakKVBytes: Int?
+    public var contiguousKVBytes: Int?
+
+    public var best: Completion { completions[0] }
 }
 
 /// Runs prompt processing then the decode loop on an `InferenceSession`.
@@ -65,7 +81,18 @@ public struct Generator {
 
     /// Generates after `prompt` (already tokenized; the session's cache is reset first).
     /// `onText` receives text as soon as it is whole UTF-8.
-    public func generate(prompt: [Int32], options: GenerationOptions, onText: (String) -> Void = { _ in }) throws -> Completion {
+    public func generate(prompt: [Int32], options: GenerationOptions, onText: (String) -> Void = { _ in }) throws -> Generation {
+        if case .beamSearch(let parameters) = options.strategy {
+            // The best hypothesis is known only at the end, so nothing streams; the caller prints completions.
+            let result = try BeamSearch(model: session.model).run(
+                prompt: prompt, maxTokens: options.maxTokens, parameters: parameters,
+                stopAtEndOfGeneration: options.stopAtEndOfGeneration, contextLength: session.cache.capacity)
+            let completions = result.hypotheses.map {
+                Completion(tokens: $0.tokens, text: $0.text, finishReason: $0.finishReason, logprob: $0.logprob, score: $0.score)
+            }
+            return Generation(completions: completions, timings: result.timings,
+                              peakKVBytes: result.peakKVBytes, contiguousKVBytes: result.contiguousKVBytes)
+        }
         let tokenizer = session.model.tokenizer
         session.reset()
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
@@ -110,7 +137,7 @@ public struct Generator {
             let tail = shown + (stopped ? "" : stops.finish())
             if !tail.isEmpty { onText(tail) }
         }
-        return Completion(tokens: tokens, text: stops.text, finishReason: finish, timings: timings)
+        return Generation(completions: [Completion(tokens: tokens, text: stops.text, finishReason: finish)], timings: timings)
     }
 
     private func seconds(_ d: Duration) -> Double {
@@ -129,6 +156,7 @@ private struct NextToken {
         switch strategy {
         case .greedy: sampler = nil
         case .sample(let parameters): sampler = Sampler(parameters)
+        case .beamSearch: preconditionFailure("beam search runs in BeamSearch")
         }
     }
 

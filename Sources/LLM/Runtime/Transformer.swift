@@ -18,15 +18,20 @@ public final class InferenceSession {
     private let scratch: Scratch
 
     /// `contextLength` is the KV cache capacity in tokens.
-    public init(model: Model, contextLength: Int, batchSize: Int = 256) throws {
+    public convenience init(model: Model, contextLength: Int, batchSize: Int = 256) throws {
         guard contextLength > 0 else { throw ModelError.contextTooSmall(requested: contextLength) }
+        try self.init(model: model, contextLength: contextLength, rows: max(1, min(batchSize, contextLength)))
+    }
+
+    /// `rows` is the scratch height: the most tokens (or beams) one `runGraph` call takes.
+    init(model: Model, contextLength: Int, rows: Int) throws {
         let c = model.config
         self.model = model
         self.backend = model.backend
-        self.batchSize = max(1, min(batchSize, contextLength))
+        self.batchSize = rows
         self.cache = try KVCache(backend: model.backend, layers: c.layers, capacity: contextLength,
                                  width: c.kvHeads * c.headDim)
-        self.scratch = try Scratch(backend: model.backend, config: c, rows: self.batchSize)
+        self.scratch = try Scratch(backend: model.backend, config: c, rows: rows)
         try checkSupport()
     }
 
@@ -71,8 +76,16 @@ public final class InferenceSession {
     // MARK: The decoder graph
 
     private func forward(_ tokens: [Int32], logits request: LogitsRequest?) throws {
+        let placement = KVPlacement.contiguous(cache: cache, start: cache.count)
+        try runGraph(tokens, placement: placement, logits: request)
+        cache.advance(by: tokens.count)
+    }
+
+    /// Runs `tokens` (one row each) through the decoder; `placement` says where their keys and
+    /// values go and which cached positions each row attends to. Logits land in `scratch.logits`.
+    func runGraph(_ tokens: [Int32], placement: KVPlacement, logits request: LogitsRequest?) throws {
         let c = model.config, w = model.weights, s = scratch, b = backend
-        let n = tokens.count, start = cache.count
+        let n = tokens.count
         let shape = c.attentionShape
 
         try b.embed(w.tokenEmbedding, tokens: tokens, into: s.x)
@@ -82,12 +95,10 @@ public final class InferenceSession {
             try b.matmul(layer.wq, s.h, into: s.q, rows: n)
             try b.matmul(layer.wk, s.h, into: s.k, rows: n)
             try b.matmul(layer.wv, s.h, into: s.v, rows: n)
-            try b.rope(s.q, rows: n, heads: c.heads, headDim: c.headDim, startPosition: start, parameters: c.rope)
-            try b.rope(s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, startPosition: start, parameters: c.rope)
-            try b.copyRows(s.k, sourceRow: 0, into: cache.keys[l], destinationRow: start, rows: n, width: cache.width)
-            try b.copyRows(s.v, sourceRow: 0, into: cache.values[l], destinationRow: start, rows: n, width: cache.width)
-            try b.attention(query: s.q, keys: cache.keys[l], values: cache.values[l], into: s.attention,
-                            rows: n, startPosition: start, shape: shape)
+            try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: c.rope)
+            try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: c.rope)
+            try placement.store(b, layer: l, keys: s.k, values: s.v, rows: n)
+            try placement.attend(b, layer: l, query: s.q, into: s.attention, rows: n, shape: shape)
             try b.matmul(layer.wo, s.attention, into: s.h, rows: n)
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
 
@@ -99,7 +110,6 @@ public final class InferenceSession {
             try b.matmul(layer.ffnDown, s.gate, into: s.h, rows: n)
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
         }
-        cache.advance(by: n)
 
         switch request {
         case nil:
@@ -115,10 +125,61 @@ public final class InferenceSession {
         }
     }
 
+    /// The logits buffer the last `runGraph` wrote ([rows, vocab]).
+    var logitsBuffer: BackendBuffer { scratch.logits }
+
     private func checkSupport() throws {
         let needed: [BackendOp] = [.rmsNorm, .rope(model.config.rope.style), .attention, .copyRows, .swiglu, .add, .argmax]
         for op in needed where !backend.supports(op) {
             throw UnsupportedOpError(backend: backend.name, op: op, context: model.config.architecture)
+        }
+    }
+}
+
+/// Where a batch's keys and values go and what each row attends to.
+enum KVPlacement {
+    /// One sequence in a contiguous cache: row r at position start + r.
+    case contiguous(cache: KVCache, start: Int)
+    /// Rows in a paged pool: row r at `positions[r]`, its keys/values stored at that position of its table.
+    case paged(pool: BlockPool, layout: PagedLayout, positions: [Int])
+
+    func rope(_ b: Backend, _ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, parameters: RopeParameters) throws {
+        switch self {
+        case let .contiguous(_, start):
+            try b.rope(buffer, rows: rows, heads: heads, headDim: headDim, startPosition: start, parameters: parameters)
+        case let .paged(_, _, positions):
+            try b.rope(buffer, rows: rows, heads: heads, headDim: headDim, positions: positions, parameters: parameters)
+        }
+    }
+
+    func store(_ b: Backend, layer: Int, keys: BackendBuffer, values: BackendBuffer, rows: Int) throws {
+        switch self {
+        case let .contiguous(cache, start):
+            try b.copyRows(keys, sourceRow: 0, into: cache.keys[layer], destinationRow: start, rows: rows, width: cache.width)
+            try b.copyRows(values, sourceRow: 0, into: cache.values[layer], destinationRow: start, rows: rows, width: cache.width)
+        case let .paged(pool, layout, positions):
+            // Consecutive rows landing in consecutive physical rows move as one copy.
+            var r = 0
+            while r < rows {
+                let target = layout.physicalRow(r, position: positions[r])
+                var run = 1
+                while r + run < rows && layout.tables[r + run] == layout.tables[r] && positions[r + run] == positions[r] + run
+                    && layout.physicalRow(r + run, position: positions[r + run]) == target + run { run += 1 }
+                try b.copyRows(keys, sourceRow: r, into: pool.keys[layer], destinationRow: target, rows: run, width: pool.width)
+                try b.copyRows(values, sourceRow: r, into: pool.values[layer], destinationRow: target, rows: run, width: pool.width)
+                r += run
+            }
+        }
+    }
+
+    func attend(_ b: Backend, layer: Int, query: BackendBuffer, into output: BackendBuffer, rows: Int, shape: AttentionShape) throws {
+        switch self {
+        case let .contiguous(cache, start):
+            try b.attention(query: query, keys: cache.keys[layer], values: cache.values[layer], into: output,
+                            rows: rows, startPosition: start, shape: shape)
+        case let .paged(pool, layout, _):
+            try b.pagedAttention(query: query, keys: pool.keys[layer], values: pool.values[layer], into: output,
+                                 rows: rows, layout: layout, shape: shape)
         }
     }
 }
