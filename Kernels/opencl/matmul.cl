@@ -52,6 +52,33 @@ kernel void matmul_##T(global const uchar* w, int rowBytes, global const float* 
     if (o < outputs && r < rows) y[(size_t)r * outputs + o] = acc;                                  \
 }
 
+// Row matmul for CPU devices (PoCL), where a work-group runs as a loop and local-memory tiles
+// cost more than they save: each work-item owns one output row and RB tokens, dequantizes each
+// 32-value block once into registers and applies it to its RB tokens (like the CPU backend's
+// tile of dequantized rows). Needs columns % 32 == 0. Global size (outputs, ceil(rows / RB)).
+#define RB 8
+#define MATMUL_ROWS(T)                                                                              \
+kernel void matmul_rows_##T(global const uchar* w, int rowBytes, global const float* x,            \
+                            global float* y, int outputs, int columns, int rows) {                 \
+    int o = get_global_id(0), r0 = get_global_id(1) * RB;                                           \
+    if (o >= outputs) return;                                                                       \
+    int n = min(RB, rows - r0);                                                                     \
+    global const uchar* row = w + (size_t)o * rowBytes;                                             \
+    global const float* xr = x + (size_t)r0 * columns;                                              \
+    float16 acc[RB];                                                                                \
+    for (int j = 0; j < RB; j++) acc[j] = (float16)(0.0f);                                          \
+    int blocks = columns / QK;                                                                      \
+    for (int u = 0; u < blocks; u++) {                                                              \
+        float16 lo, hi;                                                                             \
+        deq_##T(row, u, &lo, &hi);                                                                  \
+        for (int j = 0; j < n; j++) {                                                               \
+            global const float* xs = xr + (size_t)j * columns + u * QK;                             \
+            acc[j] += lo * vload16(0, xs) + hi * vload16(1, xs);                                    \
+        }                                                                                           \
+    }                                                                                               \
+    for (int j = 0; j < n; j++) y[(size_t)(r0 + j) * outputs + o] = hsum16(acc[j]);                 \
+}
+
 // Embedding lookup: out[r, c] = table[tokens[r], c]; global size (columns, tokens).
 #define EMBED(T)                                                                                    \
 kernel void embed_##T(global const uchar* table, int rowBytes, global const int* tokens,           \
@@ -61,7 +88,7 @@ kernel void embed_##T(global const uchar* table, int rowBytes, global const int*
     out[(size_t)r * columns + c] = get_##T(table + (size_t)tokens[r] * rowBytes, c);                \
 }
 
-#define WEIGHT_KERNELS(T) MATVEC(T) MATMUL(T) EMBED(T)
+#define WEIGHT_KERNELS(T) MATVEC(T) MATMUL(T) MATMUL_ROWS(T) EMBED(T)
 WEIGHT_KERNELS(f32)
 WEIGHT_KERNELS(f16)
 WEIGHT_KERNELS(bf16)

@@ -38,8 +38,21 @@ public final class OpenCLBackend: Backend {
     private var ropeTables: [(RopeParameters, OpenCLBuffer)] = []
     private var argmaxResult: CLMemory?
 
-    /// Batches of at least this many tokens use the tiled matmul; smaller ones the mat-vec kernel.
+    /// On GPUs, batches of at least this many tokens use the tiled matmul; smaller ones mat-vec.
     public static let tiledMatmulMinimumRows = 8
+
+    /// Which matmul kernel runs. `.automatic` picks by device type and batch (see `matmul`);
+    /// the others force one kernel, so tests can check every variant on any device.
+    public enum MatmulKernel: Equatable, Sendable {
+        case automatic
+        /// `matvec_T`: `threadsPerRow` work-items (a power of two) share each output row.
+        case vector(threadsPerRow: Int)
+        /// `matmul_T`: TILE x TILE local-memory tiles.
+        case tiled
+        /// `matmul_rows_T`: one work-item per output row and 8 tokens (columns % 32 == 0, else tiled).
+        case rows
+    }
+    public var matmulKernel: MatmulKernel = .automatic
 
     /// The devices of every OpenCL platform, numbered as `--device` takes them.
     public static func listDevices() throws -> [OpenCLDeviceInfo] {
@@ -170,28 +183,40 @@ public final class OpenCLBackend: Backend {
         guard rows > 0, w.rows > 0 else { return }
         try requireCapacity(input, rows * w.columns, "matmul input")
         try requireCapacity(output, rows * w.rows, "matmul output")
-        let suffix = Self.suffix(w.type)
-        if rows >= Self.tiledMatmulMinimumRows {
-            let k = try kernel("matmul_\(suffix)"), tile = runtime.tile
-            try k.set([.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(cl(input).handle), .buffer(cl(output).handle),
-                       .int(Int32(w.rows)), .int(Int32(w.columns)), .int(Int32(rows))])
-            try launch(k, global: [roundUp(w.rows, tile), roundUp(rows, tile)], local: [tile, tile])
-            return
+        let suffix = Self.suffix(w.type), cpuDevice = device.type == "CPU"
+        var choice = matmulKernel
+        if choice == .automatic {
+            // CPU devices (PoCL run a work-group as a loop): per-row kernels, no local tiles.
+            // GPUs: wide mat-vec for small batches, local-memory tiles for prompt batches.
+            if cpuDevice { choice = w.columns % 32 == 0 ? .rows : .vector(threadsPerRow: 1) }
+            else { choice = rows >= Self.tiledMatmulMinimumRows ? .tiled : .vector(threadsPerRow: 32) }
         }
-        // Mat-vec: `tpr` work-items per output row stride over its units (blocks, or elements for
-        // float types), `rpg` rows per work-group. GPUs get up to 32 work-items per row (wide,
-        // coalesced reads of a row); CPU devices (PoCL) one work-item per row, 32 rows per group:
-        // there a work-group runs as a loop, and a long private loop per row measured ~4x faster
-        // than 32-way local reductions.
-        let k = try kernel("matvec_\(suffix)")
-        let units = w.type.blockSize == 32 ? w.columns / 32 : w.columns
-        let cpuDevice = device.type == "CPU"
-        let limit = floorPowerOfTwo(min(k.maxWorkGroupSize, cpuDevice ? 32 : 128))
-        let tpr = cpuDevice ? 1 : min(limit, 32, ceilPowerOfTwo(max(units, 1)))
-        let rpg = max(1, min(limit / tpr, ceilPowerOfTwo(w.rows)))
-        try k.set([.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(cl(input).handle), .buffer(cl(output).handle),
-                   .int(Int32(w.rows)), .int(Int32(w.columns)), .local(tpr * rpg * 4)])
-        try launch(k, global: [tpr, roundUp(w.rows, rpg), rows], local: [tpr, rpg, 1])
+        if choice == .rows && w.columns % 32 != 0 { choice = .tiled }
+        let common: [CLKernel.Argument] = [.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(try cl(input).handle),
+                                           .buffer(try cl(output).handle), .int(Int32(w.rows)), .int(Int32(w.columns))]
+        switch choice {
+        case .rows:
+            // A work-item per output row and 8 tokens: each block is dequantized once, into registers.
+            let k = try kernel("matmul_rows_\(suffix)"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 16)
+            try k.set(common + [.int(Int32(rows))])
+            try launch(k, global: [roundUp(w.rows, local), (rows + 7) / 8], local: [local, 1])
+        case .tiled:
+            let k = try kernel("matmul_\(suffix)"), tile = runtime.tile
+            try k.set(common + [.int(Int32(rows))])
+            try launch(k, global: [roundUp(w.rows, tile), roundUp(rows, tile)], local: [tile, tile])
+        case .vector(let threadsPerRow):
+            // Mat-vec: `tpr` work-items per output row stride over its units (blocks, or elements
+            // for float types) and reduce in local memory; `rpg` rows per work-group.
+            let k = try kernel("matvec_\(suffix)")
+            let units = w.type.blockSize == 32 ? w.columns / 32 : w.columns
+            let limit = floorPowerOfTwo(min(k.maxWorkGroupSize, cpuDevice ? 32 : 128))
+            let tpr = min(limit, floorPowerOfTwo(max(threadsPerRow, 1)), ceilPowerOfTwo(max(units, 1)))
+            let rpg = max(1, min(limit / tpr, ceilPowerOfTwo(w.rows)))
+            try k.set(common + [.local(tpr * rpg * 4)])
+            try launch(k, global: [tpr, roundUp(w.rows, rpg), rows], local: [tpr, rpg, 1])
+        case .automatic:
+            preconditionFailure("resolved above")
+        }
     }
 
     public func rmsNorm(_ input: BackendBuffer, weight: BackendWeight, into output: BackendBuffer, rows: Int, eps: Float) throws {

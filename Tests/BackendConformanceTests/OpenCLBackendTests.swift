@@ -68,3 +68,40 @@ final class OpenCLBackendTests: XCTestCase {
         XCTAssertThrowsError(try backend.add(foreign, mine, into: mine, count: 4))
     }
 }
+
+/// Every matmul kernel variant on every weight type, forced in turn, so the GPU variants are
+/// checked on CPU devices (PoCL) and vice versa. Tolerance as in `OpConformanceTests.testMatmul`.
+final class OpenCLMatmulVariantTests: XCTestCase {
+    func testEveryMatmulKernelMatchesTheOracle() throws {
+        let backend: OpenCLBackend
+        switch ConformanceBackends.openCL {
+        case .success(let b): backend = b as! OpenCLBackend
+        case .failure(let e as BackendUnavailable): throw XCTSkip(e.reason)
+        case .failure(let e): throw e
+        }
+        defer { backend.matmulKernel = .automatic }
+        let cpu = ConformanceBackends.oracle
+        var rng = SeededRandom(seed: 11)
+        let variants: [OpenCLBackend.MatmulKernel] = [.vector(threadsPerRow: 1), .vector(threadsPerRow: 8),
+                                                      .vector(threadsPerRow: 32), .tiled, .rows]
+        for type in OpConformanceTests.floatTypes + OpConformanceTests.blockTypes {
+            for (outputs, columns, rows) in [(33, 96, 1), (67, 96, 3), (5, 576, 9), (130, 576, 37)] + (type.blockSize == 1 ? [(33, 340, 4)] : []) {
+                let bytes = randomWeightBytes(type, rows: outputs, columns: columns, &rng)
+                let x = rng.floats(rows * columns)
+                let w = try makeWeight(cpu, "w", type, rows: outputs, columns: columns, bytes: bytes)
+                let want = try cpu.makeBuffer(count: rows * outputs, label: "y")
+                try cpu.matmul(w, makeFilled(cpu, x, label: "x"), into: want, rows: rows)
+                let expected = try download(cpu, want)
+                let wd = try makeWeight(backend, "w", type, rows: outputs, columns: columns, bytes: bytes)
+                let input = try makeFilled(backend, x, label: "x")
+                for variant in variants {
+                    backend.matmulKernel = variant
+                    let output = try backend.makeBuffer(count: rows * outputs, label: "y")
+                    try backend.matmul(wd, input, into: output, rows: rows)
+                    assertClose(try download(backend, output), expected, tolerance: 1e-9,
+                                "opencl \(variant) matmul \(type) \(outputs)x\(columns) rows \(rows)")
+                }
+            }
+        }
+    }
+}
