@@ -22,6 +22,9 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
     var context: Int?
 
+    @Flag(help: "Time every op by kind and print the table to stderr (each op is synchronized, so runs are slower).")
+    var profile = false
+
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
         if let context, context < 1 { throw ValidationError("--context must be at least 1, got \(context)") }
@@ -44,7 +47,8 @@ struct EngineOptions: ParsableArguments {
 
     /// Loads the model and opens a session with the requested context.
     func open(modelPath: String) throws -> (Model, InferenceSession) {
-        let model = try Model.load(path: modelPath, backend: makeBackend())
+        let backend = try makeBackend()
+        let model = try Model.load(path: modelPath, backend: profile ? ProfilingBackend(backend) : backend)
         let length = context ?? min(model.config.trainedContext, 4096)
         return (model, try InferenceSession(model: model, contextLength: length))
     }
