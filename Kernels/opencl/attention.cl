@@ -4,15 +4,17 @@
 // finds the tile maximum, rescales its running output by exp(m_old - m_new) and adds the
 // tile's exp-weighted values. Scores never go to global memory.
 // GQA: query head h reads KV head h / (heads / kvHeads).
-// Local memory: qs[headDim], acc[headDim], p[L], red[L].
-kernel void attention(global const float* q, global const float* k, global const float* v, global float* out,
-                      int startPosition, int heads, int kvHeads, int headDim, float scale,
-                      local float* qs, local float* acc, local float* p, local float* red) {
-    int h = get_group_id(0), r = get_group_id(1);
+// Local memory: qs[headDim], acc[headDim], p[L], red[L], rowsL[L].
+// The body shared by contiguous and paged attention. Position p of the row's sequence is at
+// row p of k/v, or, with a block table, at row table[p / blockSize] * blockSize + p % blockSize.
+// `rowsL` (L ints) publishes each tile's physical rows to the value pass.
+inline void attend(global const float* q, global const float* k, global const float* v, global float* out,
+                   int r, int h, int visible, global const int* table, int blockSize,
+                   int heads, int kvHeads, int headDim, float scale,
+                   local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
     int t = get_local_id(0), n = get_local_size(0);
     int queryWidth = heads * headDim, kvWidth = kvHeads * headDim;
     int kvOffset = (h / (heads / kvHeads)) * headDim;
-    int visible = startPosition + r + 1;
     global const float* qh = q + (size_t)r * queryWidth + h * headDim;
     for (int d = t; d < headDim; d += n) {
         qs[d] = qh[d];
@@ -25,7 +27,9 @@ kernel void attention(global const float* q, global const float* k, global const
         int pos = p0 + t;
         float s = -INFINITY;
         if (pos < visible) {
-            global const float* kp = k + (size_t)pos * kvWidth + kvOffset;
+            int physical = table ? table[pos / blockSize] * blockSize + pos % blockSize : pos;
+            rowsL[t] = physical;
+            global const float* kp = k + (size_t)physical * kvWidth + kvOffset;
             float dot = 0.0f;
             for (int d = 0; d < headDim; d++) dot += qs[d] * kp[d];
             s = dot * scale;
@@ -35,12 +39,12 @@ kernel void attention(global const float* q, global const float* k, global const
         float correction = exp(m - mNew);
         float e = pos < visible ? exp(s - mNew) : 0.0f;
         p[t] = e;
-        l = l * correction + group_sum(red, e);   // group_sum's barriers also publish p[]
+        l = l * correction + group_sum(red, e);   // group_sum's barriers also publish p[] and rowsL[]
         int count = min(n, visible - p0);
         for (int d = t; d < headDim; d += n) {
-            global const float* vp = v + (size_t)p0 * kvWidth + kvOffset + d;
+            global const float* vd = v + kvOffset + d;
             float a = acc[d] * correction;
-            for (int j = 0; j < count; j++) a += p[j] * vp[(size_t)j * kvWidth];
+            for (int j = 0; j < count; j++) a += p[j] * vd[(size_t)rowsL[j] * kvWidth];
             acc[d] = a;
         }
         m = mNew;
@@ -49,4 +53,23 @@ kernel void attention(global const float* q, global const float* k, global const
     float inverse = 1.0f / l;
     global float* oh = out + (size_t)r * queryWidth + h * headDim;
     for (int d = t; d < headDim; d += n) oh[d] = acc[d] * inverse;
+}
+
+// Row r (position startPosition + r) over positions 0 ... startPosition + r of a contiguous cache.
+kernel void attention(global const float* q, global const float* k, global const float* v, global float* out,
+                      int startPosition, int heads, int kvHeads, int headDim, float scale,
+                      local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
+    int h = get_group_id(0), r = get_group_id(1);
+    attend(q, k, v, out, r, h, startPosition + r + 1, 0, 1, heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
+}
+
+// Paged KV cache: row r sees lengths[r] positions through its block table
+// (tables + r * tableStride, blocks of blockSize rows).
+kernel void paged_attention(global const float* q, global const float* k, global const float* v, global float* out,
+                            global const int* tables, int tableStride, global const int* lengths, int blockSize,
+                            int heads, int kvHeads, int headDim, float scale,
+                            local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
+    int h = get_group_id(0), r = get_group_id(1);
+    attend(q, k, v, out, r, h, lengths[r], tables + (size_t)r * tableStride, blockSize, heads, kvHeads, headDim, scale,
+           qs, acc, p, red, rowsL);
 }

@@ -61,11 +61,9 @@ kernel void argmax_rows(global const float* x, int width, global int* result, lo
 // Rotates pairs of each head in place; global size (pairs, heads, rows). `freq[i]` is the
 // angle per position of pair i (base^(-2i/dims) * positionScale / factor[i], from the host).
 // style 0: adjacent pairs (2i, 2i+1); style 1 (neox): halves (i, i + pairs).
-kernel void rope(global float* x, global const float* freq, int heads, int headDim, int pairs,
-                 int startPosition, int style) {
-    int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
-    if (i >= pairs) return;
-    float theta = (float)(startPosition + r) * freq[i];
+inline void rotate(global float* x, global const float* freq, int heads, int headDim, int pairs,
+                   int position, int style, int i, int h, int r) {
+    float theta = (float)position * freq[i];
     float c = cos(theta), s = sin(theta);
     global float* head = x + ((size_t)r * heads + h) * headDim;
     int a = style == 0 ? 2 * i : i;
@@ -73,6 +71,19 @@ kernel void rope(global float* x, global const float* freq, int heads, int headD
     float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;
     head[b] = x0 * s + x1 * c;
+}
+
+kernel void rope(global float* x, global const float* freq, int heads, int headDim, int pairs,
+                 int startPosition, int style) {
+    int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
+    if (i < pairs) rotate(x, freq, heads, headDim, pairs, startPosition + r, style, i, h, r);
+}
+
+// RoPE with an explicit position per row (beams: rows at unrelated positions).
+kernel void rope_positions(global float* x, global const float* freq, int heads, int headDim, int pairs,
+                           global const int* positions, int style) {
+    int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
+    if (i < pairs) rotate(x, freq, heads, headDim, pairs, positions[r], style, i, h, r);
 }
 
 kernel void swiglu(global const float* gate, global const float* up, global float* y, int count) {

@@ -167,10 +167,7 @@ public final class OpenCLBackend: Backend {
         // The ids travel in a buffer initialised at creation (no queue wait); OpenCL keeps it alive
         // until the kernel that reads it has run.
         var ids = tokens
-        let idBuffer = try ids.withUnsafeMutableBytes { raw in
-            try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: raw.count,
-                         flags: cl_mem_flags(CL_MEM_READ_ONLY) | cl_mem_flags(CL_MEM_COPY_HOST_PTR), host: raw.baseAddress, label: "token ids")
-        }
+        let idBuffer = try hostCopy(&ids, label: "token ids")
         let k = try kernel("embed_\(Self.suffix(t.type))")
         try k.set([.buffer(t.handle), .int(Int32(t.rowBytes)), .buffer(idBuffer.handle), .buffer(cl(output).handle), .int(Int32(t.columns))])
         let local = min(64, k.maxWorkGroupSize)
@@ -245,6 +242,23 @@ public final class OpenCLBackend: Backend {
         try launch(k, global: [roundUp(pairs, local), heads, rows], local: [local, 1, 1])
     }
 
+    /// Native RoPE with a position per row (one launch, positions in a small buffer).
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, positions: [Int], parameters: RopeParameters) throws {
+        let pairs = parameters.dimensions / 2
+        guard rows > 0, heads > 0, pairs > 0 else { return }
+        guard positions.count >= rows, parameters.dimensions <= headDim, positions.prefix(rows).allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }) else {
+            throw OpenCLError.invalidArgument("rope over \(parameters.dimensions) of \(headDim) dimensions with \(positions.count) positions for \(rows) rows")
+        }
+        try requireCapacity(buffer, rows * heads * headDim, "rope")
+        let table = try ropeTable(parameters)
+        var ids = positions.prefix(rows).map { Int32($0) }
+        let positionBuffer = try hostCopy(&ids, label: "rope positions")
+        let k = try kernel("rope_positions"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), ceilPowerOfTwo(pairs), 64)
+        try k.set([.buffer(cl(buffer).handle), .buffer(table.handle), .int(Int32(heads)), .int(Int32(headDim)), .int(Int32(pairs)),
+                   .buffer(positionBuffer.handle), .int(parameters.style == .normal ? 0 : 1)])
+        try launch(k, global: [roundUp(pairs, local), heads, rows], local: [local, 1, 1])
+    }
+
     public func attention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
                           rows: Int, startPosition: Int, shape: AttentionShape) throws {
         guard rows > 0, shape.heads > 0 else { return }
@@ -258,15 +272,69 @@ public final class OpenCLBackend: Backend {
         let k = try kernel("attention")
         // Positions per tile = work-items; local memory holds q and the running output (headDim
         // each) and the tile's weights and reduction scratch (local size each).
-        var local = min(64, floorPowerOfTwo(k.maxWorkGroupSize))
-        while local > 1 && (2 * shape.headDim + 2 * local) * 4 > device.localMemoryBytes { local /= 2 }
-        guard (2 * shape.headDim + 2 * local) * 4 <= device.localMemoryBytes else {
-            throw OpenCLError.unsupportedDevice("head dim \(shape.headDim) needs more local memory than \(device.name) has (\(device.localMemoryBytes) bytes)")
-        }
+        let local = try attentionLocalSize(k, shape)
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                   .float(shape.scale), .local(shape.headDim * 4), .local(shape.headDim * 4), .local(local * 4), .local(local * 4)])
+                   .float(shape.scale)] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
+    }
+
+    /// Native paged attention: the kernel follows each row's block table, nothing is gathered.
+    public func pagedAttention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                               rows: Int, layout: PagedLayout, shape: AttentionShape) throws {
+        guard rows > 0, shape.heads > 0 else { return }
+        guard shape.kvHeads > 0, shape.heads % shape.kvHeads == 0, layout.blockSize > 0,
+              layout.tables.count >= rows, layout.lengths.count >= rows else {
+            throw OpenCLError.invalidArgument("paged attention: \(rows) rows, \(layout.tables.count) tables, \(layout.lengths.count) lengths")
+        }
+        try requireCapacity(query, rows * shape.queryWidth, "paged attention query")
+        try requireCapacity(output, rows * shape.queryWidth, "paged attention output")
+        let stride = max(1, layout.tables.prefix(rows).map(\.count).max() ?? 1)
+        var tables = [Int32](repeating: 0, count: rows * stride)
+        var lengths = [Int32](repeating: 0, count: rows)
+        let poolRows = min(keys.count, values.count) / max(shape.kvWidth, 1)
+        for r in 0..<rows {
+            let length = layout.lengths[r], table = layout.tables[r]
+            guard length >= 1, (length + layout.blockSize - 1) / layout.blockSize <= table.count,
+                  table.allSatisfy({ $0 >= 0 && (Int($0) + 1) * layout.blockSize <= poolRows }) else {
+                throw OpenCLError.invalidArgument("paged attention row \(r): \(length) positions over blocks \(table) of \(layout.blockSize) in a pool of \(poolRows) rows")
+            }
+            lengths[r] = Int32(length)
+            for (i, block) in table.enumerated() { tables[r * stride + i] = block }
+        }
+        let tableBuffer = try hostCopy(&tables, label: "paged tables")
+        let lengthBuffer = try hostCopy(&lengths, label: "paged lengths")
+        let k = try kernel("paged_attention")
+        let local = try attentionLocalSize(k, shape)
+        try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
+                   .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
+                   .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
+                   .float(shape.scale)] + attentionLocals(shape, local))
+        try launch(k, global: [shape.heads * local, rows], local: [local, 1])
+    }
+
+    /// Positions per tile = work-items; local memory holds q and the running output (headDim
+    /// each) and the tile's weights, reduction scratch and physical rows (local size each).
+    private func attentionLocalSize(_ k: CLKernel, _ shape: AttentionShape) throws -> Int {
+        var local = min(64, floorPowerOfTwo(k.maxWorkGroupSize))
+        while local > 1 && (2 * shape.headDim + 3 * local) * 4 > device.localMemoryBytes { local /= 2 }
+        guard (2 * shape.headDim + 3 * local) * 4 <= device.localMemoryBytes else {
+            throw OpenCLError.unsupportedDevice("head dim \(shape.headDim) needs more local memory than \(device.name) has (\(device.localMemoryBytes) bytes)")
+        }
+        return local
+    }
+
+    private func attentionLocals(_ shape: AttentionShape, _ local: Int) -> [CLKernel.Argument] {
+        [.local(shape.headDim * 4), .local(shape.headDim * 4), .local(local * 4), .local(local * 4), .local(local * 4)]
+    }
+
+    /// A small read-only buffer initialised from host memory at creation: no queue wait, and
+    /// OpenCL keeps it alive until the kernels that read it have run.
+    private func hostCopy(_ values: inout [Int32], label: String) throws -> CLMemory {
+        try values.withUnsafeMutableBytes { raw in
+            try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: raw.count,
+                         flags: cl_mem_flags(CL_MEM_READ_ONLY) | cl_mem_flags(CL_MEM_COPY_HOST_PTR), host: raw.baseAddress, label: label)
+        }
     }
 
     public func copyRows(_ source: BackendBuffer, sourceRow: Int, into destination: BackendBuffer, destinationRow: Int,
