@@ -14,6 +14,30 @@ private func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }
 
+// Lane conversions written as plain loops: once inlined, LLVM turns each into one widening
+// move and one convert. The standard library's generic SIMD conversion initializers are not
+// inlined here and cost a call per block (measured 2× slower on the Q4_1 dot).
+@inline(__always)
+private func floats(_ v: SIMD16<UInt8>) -> SIMD16<Float> {
+    var r = SIMD16<Float>()
+    for i in 0..<16 { r[i] = Float(v[i]) }
+    return r
+}
+
+@inline(__always)
+private func floats(_ v: SIMD16<Int8>) -> SIMD16<Float> {
+    var r = SIMD16<Float>()
+    for i in 0..<16 { r[i] = Float(v[i]) }
+    return r
+}
+
+@inline(__always)
+private func floats(_ v: SIMD16<Float16>) -> SIMD16<Float> {
+    var r = SIMD16<Float>()
+    for i in 0..<16 { r[i] = Float(v[i]) }
+    return r
+}
+
 @inline(__always)
 private func halfAt(_ p: UnsafeRawPointer, _ offset: Int = 0) -> Float {
     halfToFloat(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
@@ -84,7 +108,7 @@ enum DotKernels {
         var acc = SIMD16<Float>()
         var i = 0
         while i + 16 <= count {
-            let w = SIMD16<Float>(row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<Float16>.self))
+            let w = floats(row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<Float16>.self))
             acc += w * load16(x + i)
             i += 16
         }
@@ -100,7 +124,9 @@ enum DotKernels {
         var acc = SIMD16<Float>()
         var i = 0
         while i + 16 <= count {
-            let bits = SIMD16<UInt32>(truncatingIfNeeded: row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)) &<< 16
+            let halves = row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)
+            var bits = SIMD16<UInt32>()
+            for lane in 0..<16 { bits[lane] = UInt32(halves[lane]) &<< 16 }
             acc += unsafeBitCast(bits, to: SIMD16<Float>.self) * load16(x + i)
             i += 16
         }
@@ -117,28 +143,28 @@ enum DotKernels {
         var acc = SIMD16<Float>()
         for b in 0..<blocks {
             let block = row + b * 34
-            let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
-            let lo = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.lowHalf))
-            let hi = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.highHalf))
+            let lo = floats(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
+            let hi = floats(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
             let xs = x + b * 32
             acc += SIMD16(repeating: halfAt(block)) * (lo * load16(xs) + hi * load16(xs + 16))
         }
         return acc.sum()
     }
 
-    /// block_q4_0 { half d; uint8 qs[16] }: element j is lo nibble of qs[j], j+16 the hi nibble, minus 8.
+    /// block_q4_0 { half d; uint8 qs[16] }: element j is the lo nibble of qs[j], j+16 the hi nibble,
+    /// each minus 8; so Σ = d·Σ q·x − 8d·Σ x (the offset folded out of the inner product).
     static func dotQ4_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
-        var acc = SIMD16<Float>()
-        let eight = SIMD16<Float>(repeating: 8)
+        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
         for b in 0..<blocks {
             let block = row + b * 18
             let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
-            let lo = SIMD16<Float>(q & 0x0F) - eight
-            let hi = SIMD16<Float>(q &>> 4) - eight
             let xs = x + b * 32
-            acc += SIMD16(repeating: halfAt(block)) * (lo * load16(xs) + hi * load16(xs + 16))
+            let x0 = load16(xs), x1 = load16(xs + 16)
+            let d = halfAt(block)
+            accD += SIMD16(repeating: d) * (floats(q & 0x0F) * x0 + floats(q &>> 4) * x1)
+            accM += SIMD16(repeating: -8 * d) * (x0 + x1)
         }
-        return acc.sum()
+        return (accD + accM).sum()
     }
 
     /// block_q4_1 { half d; half m; uint8 qs[16] }: x = d·q + m, so Σ = d·Σq·x + m·Σx.
@@ -149,7 +175,7 @@ enum DotKernels {
             let q = block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
             let xs = x + b * 32
             let x0 = load16(xs), x1 = load16(xs + 16)
-            accD += SIMD16(repeating: halfAt(block)) * (SIMD16<Float>(q & 0x0F) * x0 + SIMD16<Float>(q &>> 4) * x1)
+            accD += SIMD16(repeating: halfAt(block)) * (floats(q & 0x0F) * x0 + floats(q &>> 4) * x1)
             accM += SIMD16(repeating: halfAt(block, 2)) * (x0 + x1)
         }
         return (accD + accM).sum()
@@ -161,26 +187,25 @@ enum DotKernels {
         case .q8_0:
             for b in 0..<(columns / 32) {
                 let block = row + b * 34
-                let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self)
                 let d = SIMD16<Float>(repeating: halfAt(block))
-                store16(d * SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.lowHalf)), out + b * 32)
-                store16(d * SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: q.highHalf)), out + b * 32 + 16)
+                store16(d * floats(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self)), out + b * 32)
+                store16(d * floats(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self)), out + b * 32 + 16)
             }
         case .q4_0:
             for b in 0..<(columns / 32) {
                 let block = row + b * 18
                 let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
                 let d = SIMD16<Float>(repeating: halfAt(block)), eight = SIMD16<Float>(repeating: 8)
-                store16(d * (SIMD16<Float>(q & 0x0F) - eight), out + b * 32)
-                store16(d * (SIMD16<Float>(q &>> 4) - eight), out + b * 32 + 16)
+                store16(d * (floats(q & 0x0F) - eight), out + b * 32)
+                store16(d * (floats(q &>> 4) - eight), out + b * 32 + 16)
             }
         case .q4_1:
             for b in 0..<(columns / 32) {
                 let block = row + b * 20
                 let q = block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
                 let d = SIMD16<Float>(repeating: halfAt(block)), m = SIMD16<Float>(repeating: halfAt(block, 2))
-                store16(d * SIMD16<Float>(q & 0x0F) + m, out + b * 32)
-                store16(d * SIMD16<Float>(q &>> 4) + m, out + b * 32 + 16)
+                store16(d * floats(q & 0x0F) + m, out + b * 32)
+                store16(d * floats(q &>> 4) + m, out + b * 32 + 16)
             }
         default:
             Quantization.dequantize(type, row, count: columns, into: out)
