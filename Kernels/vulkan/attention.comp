@@ -3,22 +3,35 @@
 // Row r (position start + r) sees keys 0 ... start + r. Positions go in tiles of 64: each lane
 // scores one position, the tile max rescales the running sum and the per-lane output
 // accumulators (lane t owns dims t, t + 64, t + 128, t + 192: headDim ≤ 256).
+//
+// PAGED (attention_paged): keys and values live in blocks of a shared pool. Binding 4 holds one
+// record of 1 + tableStride uints per query row: its visible length, then its block ids; position
+// pos of row r is pool row table[pos / blockSize] · blockSize + pos % blockSize. `start` carries
+// the block size. Each lane resolves the pool row of its position once per tile (keys) and
+// shares it through `poolRows` for the value pass.
 layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer K { float k[]; };
 layout(std430, set = 0, binding = 2) readonly buffer V { float v[]; };
 layout(std430, set = 0, binding = 3) writeonly buffer O { float o[]; };
+#ifdef PAGED
+layout(std430, set = 0, binding = 4) readonly buffer T { uint tables[]; };
+#endif
 layout(push_constant) uniform Push {
-    uint start;
+    uint start;         // PAGED: block size
     uint heads;
     uint kvHeads;
     uint headDim;
     float scale;
+    uint tableStride;   // PAGED: block ids per row record
 } p;
 
 shared float qs[256];
 shared float weights[64];
 shared float red[64];
+#ifdef PAGED
+shared uint poolRows[64];
+#endif
 
 void main() {
     uint t = gl_LocalInvocationID.x;
@@ -29,14 +42,25 @@ void main() {
     for (uint d = t; d < p.headDim; d += 64u) qs[d] = q[qBase + d];
     barrier();
 
+#ifdef PAGED
+    uint record = r * (p.tableStride + 1u);
+    uint visible = tables[record];
+#else
     uint visible = p.start + r + 1u;
+#endif
     float m = -1e30, l = 0.0;
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
     for (uint base = 0u; base < visible; base += 64u) {
         uint pos = base + t;
         float s = -1e30;
+#ifdef PAGED
+        uint row = pos < visible ? tables[record + 1u + pos / p.start] * p.start + pos % p.start : 0u;
+        poolRows[t] = row;
+#else
+        uint row = pos;
+#endif
         if (pos < visible) {
-            uint kb = pos * kvWidth + kvOff;
+            uint kb = row * kvWidth + kvOff;
             float dotv = 0.0;
             for (uint d = 0u; d < p.headDim; d++) dotv += qs[d] * k[kb + d];
             s = dotv * p.scale;
@@ -59,15 +83,19 @@ void main() {
             uint d = t + 64u * i;
             if (d < p.headDim) {
                 float a = acc[i] * alpha;
+#ifdef PAGED
+                for (uint j = 0u; j < n; j++) a += weights[j] * v[poolRows[j] * kvWidth + kvOff + d];
+#else
                 uint vb = base * kvWidth + kvOff + d;
                 for (uint j = 0u; j < n; j++) a += weights[j] * v[vb + j * kvWidth];
+#endif
                 acc[i] = a;
             }
         }
         m = mNew;
         barrier();
     }
-    float inv = 1.0 / l;
+    float inv = l > 0.0 ? 1.0 / l : 0.0;   // a row with nothing visible (PAGED length 0) writes zeros
     for (uint i = 0u; i < 4u; i++) {
         uint d = t + 64u * i;
         if (d < p.headDim) o[qBase + d] = acc[i] * inv;

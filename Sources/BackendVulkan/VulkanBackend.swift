@@ -58,6 +58,29 @@ private final class GrowingBuffer {
     deinit { allocation.map(context.release) }
 }
 
+/// A small device buffer of uint32 tables (block tables, positions) written in command order
+/// with vkCmdUpdateBuffer, so uploading one needs no host sync inside a step. The last contents
+/// are remembered: every layer of a forward step passes the same layout, so a step uploads once
+/// and the other layers bind the same words. A rewrite while earlier recorded dispatches still
+/// read the buffer gets a WAR barrier from the context's hazard tracking. Grows (finishing the
+/// recorded work that uses the old buffer) only when a table is larger than any before.
+private final class CommandOrderedTable {
+    private let buffer: GrowingBuffer
+    private var current: [UInt32]?
+    init(context: VulkanContext, label: String) {
+        buffer = GrowingBuffer(context: context, kind: .device, label: label)
+    }
+    func upload(_ words: [UInt32], context: VulkanContext) throws -> DeviceAllocation {
+        let bytes = max(words.count, 1) * 4
+        let before = buffer.allocation?.buffer
+        let allocation = try buffer.ensure(bytes: max(bytes, 16 * 1024))
+        if allocation.buffer == before, words == current { return allocation }
+        try words.withUnsafeBytes { try context.update(allocation, offset: 0, bytes: $0) }
+        current = words
+        return allocation
+    }
+}
+
 /// The Vulkan compute backend: GLSL kernels from Kernels/vulkan (SPIR-V embedded at build
 /// time), weights resident on the device in their block formats, ops recorded into one
 /// command buffer and submitted when the host needs a result. See docs/VULKAN.md.
@@ -68,6 +91,8 @@ public final class VulkanBackend: Backend {
     private let results: GrowingBuffer
     private let staging: GrowingBuffer
     private var inverseFrequencies: [String: DeviceAllocation] = [:]
+    private let pagedTables: CommandOrderedTable
+    private let ropePositions: CommandOrderedTable
     /// Uploads up to this size are recorded in command order (vkCmdUpdateBuffer); larger ones
     /// finish the recorded work and write the memory directly.
     private let inlineUploadLimit = 256 * 1024
@@ -84,6 +109,8 @@ public final class VulkanBackend: Backend {
         tokens = GrowingBuffer(context: context, kind: .device, label: "tokens")
         results = GrowingBuffer(context: context, kind: .host, label: "argmax")
         staging = GrowingBuffer(context: context, kind: .host, label: "staging")
+        pagedTables = CommandOrderedTable(context: context, label: "paged.tables")
+        ropePositions = CommandOrderedTable(context: context, label: "rope.positions")
         let info = context.info
         subgroupMatmul = info.subgroupArithmetic && info.subgroupSize >= 1 && info.subgroupSize <= 64
     }
@@ -288,10 +315,44 @@ public final class VulkanBackend: Backend {
             throw VulkanError.invalidArgument("rope over \(rows)×\(heads)×\(headDim) of '\(x.label)' with \(parameters.dimensions) dimensions")
         }
         guard pairs > 0, rows > 0 else { return }
+        guard startPosition >= 0 else { throw VulkanError.invalidArgument("rope at position \(startPosition)") }
         let frequencies = try inverseFrequencyTable(parameters)
         try context.dispatch("rope", [.write(x.allocation), .read(frequencies)],
                              push: [UInt32(rows), UInt32(heads), UInt32(headDim), UInt32(startPosition), UInt32(pairs),
-                                    parameters.style == .neox ? 1 : 0],
+                                    parameters.style == .neox ? 1 : 0, 1],
+                             groups: (ceil(rows * heads * pairs, 64), 1, 1))
+    }
+
+    /// RoPE with a position per row. Consecutive positions (a prompt chunk) and equal ones (every
+    /// beam at the same step) go through `rope` with the position in push constants (step 1 or
+    /// 0); any other list is written in command order to a small positions buffer that
+    /// `rope_positions` reads.
+    public func rope(_ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, positions: [Int], parameters: RopeParameters) throws {
+        let x = vk(buffer), pairs = parameters.dimensions / 2
+        guard parameters.dimensions <= headDim, parameters.dimensions % 2 == 0, rows * heads * headDim <= x.count,
+              rows >= 0, positions.count >= rows else {
+            throw VulkanError.invalidArgument("rope over \(rows)×\(heads)×\(headDim) of '\(x.label)' with \(parameters.dimensions) dimensions and \(positions.count) positions")
+        }
+        guard pairs > 0, rows > 0 else { return }
+        let used = positions[0..<rows]
+        if let bad = used.first(where: { $0 < 0 || $0 > Int(UInt32.max) }) {
+            throw VulkanError.invalidArgument("rope at position \(bad)")
+        }
+        let first = used[0]
+        let step: Int? = used.indices.allSatisfy({ used[$0] == first + $0 }) ? 1
+            : used.allSatisfy({ $0 == first }) ? 0 : nil
+        let frequencies = try inverseFrequencyTable(parameters)
+        if let step {
+            try context.dispatch("rope", [.write(x.allocation), .read(frequencies)],
+                                 push: [UInt32(rows), UInt32(heads), UInt32(headDim), UInt32(first), UInt32(pairs),
+                                        parameters.style == .neox ? 1 : 0, UInt32(step)],
+                                 groups: (ceil(rows * heads * pairs, 64), 1, 1))
+            return
+        }
+        let table = try ropePositions.upload(used.map { UInt32($0) }, context: context)
+        try context.dispatch("rope_positions", [.write(x.allocation), .read(frequencies), .read(table)],
+                             push: [UInt32(rows), UInt32(heads), UInt32(headDim), 0, UInt32(pairs),
+                                    parameters.style == .neox ? 1 : 0, 0],
                              groups: (ceil(rows * heads * pairs, 64), 1, 1))
     }
 
@@ -327,6 +388,52 @@ public final class VulkanBackend: Backend {
         try context.dispatch("attention", [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation)],
                              push: [UInt32(startPosition), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
                                     shape.scale.bitPattern],
+                             groups: (shape.heads, rows, 1))
+    }
+
+    /// The fused attention kernel reading keys and values through block tables (`attention_paged`,
+    /// attention.comp with PAGED): one record per row, [length, block ids…] padded to the longest
+    /// table in use, written in command order (see `CommandOrderedTable`). No gathers, no
+    /// allocations after the first call with the largest layout.
+    public func pagedAttention(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, into output: BackendBuffer,
+                               rows: Int, layout: PagedLayout, shape: AttentionShape) throws {
+        let q = vk(query), k = vk(keys), v = vk(values), o = vk(output)
+        guard shape.headDim <= 256 else { throw VulkanError.unsupported("attention with head dimension \(shape.headDim) (at most 256)") }
+        guard shape.kvHeads > 0, shape.heads % shape.kvHeads == 0 else {
+            throw VulkanError.invalidArgument("attention with \(shape.heads) heads over \(shape.kvHeads) KV heads")
+        }
+        let blockSize = layout.blockSize
+        guard rows >= 0, blockSize > 0, layout.tables.count >= rows, layout.lengths.count >= rows,
+              rows * shape.queryWidth <= q.count, rows * shape.queryWidth <= o.count else {
+            throw VulkanError.invalidArgument("paged attention over \(rows) rows outside its buffers or layout")
+        }
+        guard rows > 0 else { return }
+        let poolRows = min(k.count, v.count) / shape.kvWidth
+        var stride = 0
+        for r in 0..<rows {
+            let length = layout.lengths[r]
+            guard length >= 0, ceil(length, blockSize) <= layout.tables[r].count else {
+                throw VulkanError.invalidArgument("paged attention row \(r): length \(length) needs more than its \(layout.tables[r].count) blocks")
+            }
+            stride = max(stride, ceil(length, blockSize))
+        }
+        var words = [UInt32](repeating: 0, count: rows * (stride + 1))
+        for r in 0..<rows {
+            let length = layout.lengths[r], table = layout.tables[r], record = r * (stride + 1)
+            words[record] = UInt32(length)
+            for b in 0..<ceil(length, blockSize) {
+                let id = Int(table[b]), used = min(blockSize, length - b * blockSize)
+                guard id >= 0, id * blockSize + used <= poolRows else {
+                    throw VulkanError.invalidArgument("paged attention row \(r): block \(id) outside the pool '\(k.label)' (\(poolRows) rows)")
+                }
+                words[record + 1 + b] = UInt32(id)
+            }
+        }
+        let tables = try pagedTables.upload(words, context: context)
+        try context.dispatch("attention_paged",
+                             [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation), .read(tables)],
+                             push: [UInt32(blockSize), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
+                                    shape.scale.bitPattern, UInt32(stride)],
                              groups: (shape.heads, rows, 1))
     }
 

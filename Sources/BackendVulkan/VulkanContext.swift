@@ -61,6 +61,8 @@ final class VulkanContext {
     /// Dispatches and submits since creation (for benchmarks and tests).
     private(set) var dispatchCount = 0
     private(set) var submitCount = 0
+    /// Device allocations made since creation (tests check that steady-state steps make none).
+    private(set) var allocationCount = 0
 
     static let pushConstantBytes: UInt32 = 128
 
@@ -237,6 +239,7 @@ final class VulkanContext {
             }
             try vkCheck(mapResult, "vkMapMemory('\(label)')")
         }
+        allocationCount += 1
         return DeviceAllocation(buffer: buffer, memory: memory, size: size, mapped: mapped, label: label)
     }
 
