@@ -100,7 +100,7 @@ enum DotKernels {
         case .q8_0: return dotQ8_0(row, x, columns / 32)
         case .q4_0: return dotQ4_0(row, x, columns / 32)
         case .q4_1: return dotQ4_1(row, x, columns / 32)
-        default: preconditionFailure("dot(\(type)) reached without a supports() check")
+        default: return dotViaDequantize(type, row, x, columns)
         }
     }
 
@@ -179,6 +179,21 @@ enum DotKernels {
             accM += SIMD16(repeating: halfAt(block, 2)) * (x0 + x1)
         }
         return (accD + accM).sum()
+    }
+
+    /// Formats without a fused dot (Q5_0, Q5_1, the K-quants): each block is dequantized into a
+    /// stack buffer by the reference decoder, then dotted with x.
+    static func dotViaDequantize(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
+        let block = type.blockSize, bytes = type.typeSize
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { buffer in
+            let values = buffer.baseAddress!
+            var sum: Float = 0
+            for b in 0..<(columns / block) {
+                Quantization.dequantize(type, row + b * bytes, count: block, into: values)
+                sum += dotF32(values, x + b * block, block)
+            }
+            return sum
+        }
     }
 
     /// Dequantizes one row of `columns` elements into `out` (SIMD paths for the block formats).
