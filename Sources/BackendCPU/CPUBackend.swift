@@ -62,7 +62,7 @@ public final class CPUBackend: Backend {
 
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
-        case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
+        case .matmul(let type), .embedding(let type): return Quantization.decodableWeightTypes.contains(type)
         default: return true
         }
     }

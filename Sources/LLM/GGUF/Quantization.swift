@@ -13,8 +13,11 @@ public func bfloat16ToFloat(_ bits: UInt16) -> Float {
 }
 
 public enum Quantization {
-    /// Weight types the engine can compute with today.
-    public static let supportedWeightTypes: Set<GGMLType> = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
+    /// The first formats every backend implements (what a GPU backend may answer `supports` with
+    /// until it has kernels for more).
+    public static let supportedWeightTypes: Set<GGMLType> = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
+    /// Every format the reference decoder (and so the CPU backend) handles.
+    public static let decodableWeightTypes: Set<GGMLType> = supportedWeightTypes.union([.q5_0, .q5_1, .q4_K, .q5_K, .q6_K])
 
     /// Dequantizes `count` elements (a multiple of the block size) starting at `source`.
     public static func dequantize(_ type: GGMLType, _ source: UnsafeRawPointer, count: Int,
@@ -127,7 +130,7 @@ public enum Quantization {
                 }
             }
         default:
-            preconditionFailure("dequantize(\(type)) called without checking supportedWeightTypes")
+            preconditionFailure("dequantize(\(type)) called without checking decodableWeightTypes")
         }
     }
 

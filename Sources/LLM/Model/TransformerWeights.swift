@@ -45,7 +45,7 @@ struct WeightLoader {
         guard info.columns == columns, info.rows == rows, info.dimensions.count <= 2 else {
             throw ModelError.tensorShape(tensor: name, expected: [columns, rows], found: info.dimensions)
         }
-        guard Quantization.supportedWeightTypes.contains(info.type), backend.supports(op(info.type)) else {
+        guard Quantization.decodableWeightTypes.contains(info.type), backend.supports(op(info.type)) else {
             throw ModelError.unsupportedTensorType(tensor: name, type: info.type, backend: backend.name)
         }
         return try backend.makeWeight(name: name, type: info.type, rows: rows, columns: columns, bytes: gguf.bytes(of: info))
