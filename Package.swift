@@ -19,11 +19,12 @@ let package = Package(
     ],
     targets: [
         // C module shim: CL/cl.h and vulkan/vulkan.h, plus small wrappers for what Swift cannot import.
+        // libOpenCL and libvulkan are opened at run time (dlopen), so --backend cpu starts without them.
         .target(
             name: "CGPU",
             path: "Sources/CGPU",
             cSettings: [.define("CL_TARGET_OPENCL_VERSION", to: "120")],
-            linkerSettings: [.linkedLibrary("OpenCL"), .linkedLibrary("vulkan")]
+            linkerSettings: [.linkedLibrary("dl")]
         ),
         // The engine: GGUF, tokenizers, models, runtime, decoding. No GPU API in it.
         .target(name: "LLM", path: "Sources/LLM", swiftSettings: optimised),

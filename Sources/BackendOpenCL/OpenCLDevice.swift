@@ -27,6 +27,9 @@ public struct OpenCLDeviceInfo: Sendable, Equatable, Codable {
 enum DeviceQuery {
     /// Every device of every platform, in platform order. Throws `.noPlatform` when none is installed.
     static func allDevices() throws -> [(id: cl_device_id, platform: cl_platform_id)] {
+        guard cgpu_opencl_loader_available() != 0 else {
+            throw OpenCLError.noDevice("\(String(cString: cgpu_opencl_loader_error())); install ocl-icd-libopencl1 and a driver such as pocl-opencl-icd, or use --backend cpu")
+        }
         var count: cl_uint = 0
         let status = clGetPlatformIDs(0, nil, &count)
         if status == CL_PLATFORM_NOT_FOUND_KHR || (status == CL_SUCCESS && count == 0) { throw OpenCLError.noPlatform }

@@ -43,6 +43,9 @@ public struct VulkanDeviceInfo: Sendable, Encodable {
 /// Instance creation and device enumeration, shared by the backend and `llm-gpu devices`.
 enum VulkanInstance {
     static func create() throws -> VkInstance {
+        guard cgpu_vulkan_loader_available() != 0 else {
+            throw VulkanError.noDevice("\(String(cString: cgpu_vulkan_loader_error())); install libvulkan1 and a driver such as mesa-vulkan-drivers, or use --backend cpu")
+        }
         var instance: VkInstance?
         let result: VkResult = "llm-gpu".withCString { appName in
             var app = VkApplicationInfo()
