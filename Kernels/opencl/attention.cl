@@ -73,3 +73,54 @@ kernel void paged_attention(global const float* q, global const float* k, global
     attend(q, k, v, out, r, h, lengths[r], tables + (size_t)r * tableStride, blockSize, heads, kvHeads, headDim, scale,
            qs, acc, p, red, rowsL);
 }
+
+// CPU-device variant (PoCL runs a work-group as a loop, so the barriers of the tiled kernel
+// dominate): one work-item per (head, row) walks its positions with the online softmax in
+// registers: running max m, sum l and the output acc (headDim ≤ MAX_HEAD_DIM, a multiple of 4).
+// Global size (heads, rows rounded up to the local size).
+#define MAX_HEAD_DIM 256
+inline void attend_private(global const float* q, global const float* k, global const float* v, global float* out,
+                           int r, int h, int visible, global const int* table, int blockSize,
+                           int heads, int kvHeads, int headDim, float scale) {
+    int queryWidth = heads * headDim, kvWidth = kvHeads * headDim, d4 = headDim / 4;
+    int kvOffset = (h / (heads / kvHeads)) * headDim;
+    global const float* qh = q + (size_t)r * queryWidth + h * headDim;
+    float4 acc[MAX_HEAD_DIM / 4];
+    for (int i = 0; i < d4; i++) acc[i] = (float4)(0.0f);
+    float m = -INFINITY, l = 0.0f;
+    for (int pos = 0; pos < visible; pos++) {
+        int physical = table ? table[pos / blockSize] * blockSize + pos % blockSize : pos;
+        global const float* kp = k + (size_t)physical * kvWidth + kvOffset;
+        float4 dot4 = (float4)(0.0f);
+        for (int i = 0; i < d4; i++) dot4 += vload4(i, qh) * vload4(i, kp);
+        float s = ((dot4.x + dot4.y) + (dot4.z + dot4.w)) * scale;
+        if (s > m) {
+            float correction = exp(m - s);
+            l *= correction;
+            for (int i = 0; i < d4; i++) acc[i] *= correction;
+            m = s;
+        }
+        float e = exp(s - m);
+        l += e;
+        global const float* vp = v + (size_t)physical * kvWidth + kvOffset;
+        for (int i = 0; i < d4; i++) acc[i] += e * vload4(i, vp);
+    }
+    float inverse = 1.0f / l;
+    global float* oh = out + (size_t)r * queryWidth + h * headDim;
+    for (int i = 0; i < d4; i++) vstore4(acc[i] * inverse, i, oh);
+}
+
+kernel void attention_private(global const float* q, global const float* k, global const float* v, global float* out,
+                              int startPosition, int heads, int kvHeads, int headDim, float scale, int rows) {
+    int h = get_global_id(0), r = get_global_id(1);
+    if (r >= rows) return;
+    attend_private(q, k, v, out, r, h, startPosition + r + 1, 0, 1, heads, kvHeads, headDim, scale);
+}
+
+kernel void paged_attention_private(global const float* q, global const float* k, global const float* v, global float* out,
+                                    global const int* tables, int tableStride, global const int* lengths, int blockSize,
+                                    int heads, int kvHeads, int headDim, float scale, int rows) {
+    int h = get_global_id(0), r = get_global_id(1);
+    if (r >= rows) return;
+    attend_private(q, k, v, out, r, h, lengths[r], tables + (size_t)r * tableStride, blockSize, heads, kvHeads, headDim, scale);
+}

@@ -54,6 +54,18 @@ public final class OpenCLBackend: Backend {
     }
     public var matmulKernel: MatmulKernel = .automatic
 
+    /// Which attention kernel runs (contiguous and paged alike).
+    public enum AttentionKernel: Equatable, Sendable {
+        /// `.perRow` on CPU devices, `.workGroup` elsewhere.
+        case automatic
+        /// One work-group per (head, row), a tile of positions per step, reductions in local memory.
+        case workGroup
+        /// One work-item per (head, row), softmax state in registers (head dim % 4 == 0, ≤ 256;
+        /// otherwise `.workGroup`).
+        case perRow
+    }
+    public var attentionKernel: AttentionKernel = .automatic
+
     /// The devices of every OpenCL platform, numbered as `--device` takes them.
     public static func listDevices() throws -> [OpenCLDeviceInfo] {
         try DeviceQuery.allDevices().enumerated().map { try DeviceQuery.info(index: $0.offset, device: $0.element.id, platform: $0.element.platform) }
@@ -269,9 +281,16 @@ public final class OpenCLBackend: Backend {
         try requireCapacity(output, rows * shape.queryWidth, "attention output")
         try requireCapacity(keys, (startPosition + rows) * shape.kvWidth, "attention keys")
         try requireCapacity(values, (startPosition + rows) * shape.kvWidth, "attention values")
+        if usePrivateAttention(shape) {
+            let k = try kernel("attention_private")
+            try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
+                       .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
+                       .float(shape.scale), .int(Int32(rows))])
+            let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
+            try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
+            return
+        }
         let k = try kernel("attention")
-        // Positions per tile = work-items; local memory holds q and the running output (headDim
-        // each) and the tile's weights and reduction scratch (local size each).
         let local = try attentionLocalSize(k, shape)
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
@@ -304,6 +323,16 @@ public final class OpenCLBackend: Backend {
         }
         let tableBuffer = try hostCopy(&tables, label: "paged tables")
         let lengthBuffer = try hostCopy(&lengths, label: "paged lengths")
+        if usePrivateAttention(shape) {
+            let k = try kernel("paged_attention_private")
+            try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
+                       .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
+                       .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
+                       .float(shape.scale), .int(Int32(rows))])
+            let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
+            try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
+            return
+        }
         let k = try kernel("paged_attention")
         let local = try attentionLocalSize(k, shape)
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
@@ -311,6 +340,17 @@ public final class OpenCLBackend: Backend {
                    .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
                    .float(shape.scale)] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
+    }
+
+    /// The per-(head, row) kernel with the softmax state in registers: CPU devices (where the
+    /// work-group kernel's barriers dominate), head dims that are multiples of 4 up to 256.
+    private func usePrivateAttention(_ shape: AttentionShape) -> Bool {
+        guard shape.headDim % 4 == 0, shape.headDim <= 256 else { return false }
+        switch attentionKernel {
+        case .automatic: return device.type == "CPU"
+        case .workGroup: return false
+        case .perRow: return true
+        }
     }
 
     /// Positions per tile = work-items; local memory holds q and the running output (headDim

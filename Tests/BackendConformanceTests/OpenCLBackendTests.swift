@@ -105,3 +105,59 @@ final class OpenCLMatmulVariantTests: XCTestCase {
         }
     }
 }
+
+/// Both attention kernels, forced in turn, contiguous (GQA, odd head counts, long context) and
+/// paged. Tolerance as in `OpConformanceTests.testAttention`.
+final class OpenCLAttentionVariantTests: XCTestCase {
+    func testEveryAttentionKernelMatchesTheOracle() throws {
+        let backend: OpenCLBackend
+        switch ConformanceBackends.openCL {
+        case .success(let b): backend = b as! OpenCLBackend
+        case .failure(let e as BackendUnavailable): throw XCTSkip(e.reason)
+        case .failure(let e): throw e
+        }
+        defer { backend.attentionKernel = .automatic }
+        let cpu = ConformanceBackends.oracle
+        var rng = SeededRandom(seed: 12)
+        for (heads, kvHeads, headDim) in [(5, 5, 40), (6, 2, 96), (4, 1, 64), (2, 1, 6)] {
+            let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
+            for (rows, start) in [(1, 0), (7, 17), (3, 300), (20, 0)] {
+                let positions = start + rows
+                let q = rng.floats(rows * shape.queryWidth, -2, 2)
+                let k = rng.floats(positions * shape.kvWidth, -2, 2), v = rng.floats(positions * shape.kvWidth)
+                // Paged: the same keys in blocks of 16 laid out in reverse order in the pool.
+                let blockSize = 16, blocks = (positions + blockSize - 1) / blockSize
+                var pk = [Float](repeating: 0, count: blocks * blockSize * shape.kvWidth), pv = pk
+                for p in 0..<positions {
+                    let physical = (blocks - 1 - p / blockSize) * blockSize + p % blockSize
+                    for i in 0..<shape.kvWidth {
+                        pk[physical * shape.kvWidth + i] = k[p * shape.kvWidth + i]
+                        pv[physical * shape.kvWidth + i] = v[p * shape.kvWidth + i]
+                    }
+                }
+                let table = (0..<blocks).map { Int32(blocks - 1 - $0) }
+                let layout = PagedLayout(blockSize: blockSize, tables: Array(repeating: table, count: rows),
+                                         lengths: (0..<rows).map { start + $0 + 1 })
+
+                let want = try cpu.makeBuffer(count: rows * shape.queryWidth, label: "o")
+                try cpu.attention(query: makeFilled(cpu, q, label: "q"), keys: makeFilled(cpu, k, label: "k"),
+                                  values: makeFilled(cpu, v, label: "v"), into: want, rows: rows, startPosition: start, shape: shape)
+                let expected = try download(cpu, want)
+                for variant in [OpenCLBackend.AttentionKernel.workGroup, .perRow] {
+                    backend.attentionKernel = variant
+                    let query = try makeFilled(backend, q, label: "q")
+                    let output = try backend.makeBuffer(count: rows * shape.queryWidth, label: "o")
+                    try backend.attention(query: query, keys: makeFilled(backend, k, label: "k"), values: makeFilled(backend, v, label: "v"),
+                                          into: output, rows: rows, startPosition: start, shape: shape)
+                    assertClose(try download(backend, output), expected, tolerance: 1e-9,
+                                "opencl \(variant) attention \(heads):\(kvHeads)x\(headDim) rows \(rows) at \(start)")
+                    let paged = try backend.makeBuffer(count: rows * shape.queryWidth, label: "o")
+                    try backend.pagedAttention(query: query, keys: makeFilled(backend, pk, label: "pk"), values: makeFilled(backend, pv, label: "pv"),
+                                               into: paged, rows: rows, layout: layout, shape: shape)
+                    assertClose(try download(backend, paged), expected, tolerance: 1e-9,
+                                "opencl \(variant) paged attention \(heads):\(kvHeads)x\(headDim) rows \(rows) at \(start)")
+                }
+            }
+        }
+    }
+}
