@@ -10,24 +10,16 @@ struct LLMGPU: ParsableCommand {
     )
 }
 
-/// Errors become one line on stderr and exit code 1; never a trap or a stack trace.
-/// Parsing errors, help and validation keep swift-argument-parser's own messages and codes.
-let parsed: ParsableCommand
+/// The engine's errors (a bad file, an unsupported model, a missing device…) become one line on
+/// stderr and exit status 1, never a trap or a stack trace. swift-argument-parser's own errors
+/// (help, usage, validation) keep its messages and exit codes.
 do {
-    parsed = try LLMGPU.parseAsRoot()
-} catch {
-    LLMGPU.exit(withError: error)
-}
-do {
-    var command = parsed
+    var command = try LLMGPU.parseAsRoot()
     try command.run()
-} catch let error as CleanExit {
-    LLMGPU.exit(withError: error)
-} catch let error as ValidationError {
-    LLMGPU.exit(withError: error)
-} catch let error as ExitCode {
-    LLMGPU.exit(withError: error)
 } catch {
+    if String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+        LLMGPU.exit(withError: error)
+    }
     printError("error: \(error)")
     exit(1)
 }

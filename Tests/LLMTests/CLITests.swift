@@ -151,3 +151,14 @@ extension CLITests {
         assertOneLineError(result, mentions: "lower --context")
     }
 }
+
+extension CLITests {
+    /// Help is help: usage on stdout and exit status 0, for the root and every subcommand.
+    func testHelpExitsZero() throws {
+        for arguments in [["--help"], ["run", "--help"], ["bench", "--help"], ["tokenize", "--help"]] {
+            let result = try run(arguments)
+            XCTAssertEqual(result.status, 0, "\(arguments): \(result.stderr)")
+            XCTAssertTrue(result.stdout.contains("USAGE:"), "\(arguments): \(result.stdout)")
+        }
+    }
+}
