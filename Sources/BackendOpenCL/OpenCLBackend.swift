@@ -103,10 +103,13 @@ public final class OpenCLBackend: Backend {
     /// Bytes of device memory allocated through this process's backends on this device.
     public var allocatedBytes: Int { runtime.ledger.usedBytes }
 
+    /// Only ops with an OpenCL kernel here: an op added to the protocol later is unsupported
+    /// (and so refused by the plan) until this backend implements it.
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
-        default: return true
+        case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax: return true
+        default: return false
         }
     }
 
