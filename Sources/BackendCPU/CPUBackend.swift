@@ -46,10 +46,16 @@ public final class CPUBackend: Backend {
     private var scratch: [UnsafeMutablePointer<Float>] = []
     private var scratchCapacity = 0
 
-    public init(threads: Int? = nil) {
+    /// Round activations before each matmul the way llama.cpp's CPU backend does (to the weight
+    /// type's `vec_dot_type`: Q8_0/Q8_1 blocks, Q8_K super-blocks, or F16). Off by default: the oracle
+    /// keeps f32. Tests turn it on to tell llama.cpp's rounding apart from a real discrepancy.
+    public let llamaCppActivationRounding: Bool
+
+    public init(threads: Int? = nil, llamaCppActivationRounding: Bool = false) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = count
         self.parallel = Parallel(threads: count)
+        self.llamaCppActivationRounding = llamaCppActivationRounding
     }
 
     deinit { scratch.forEach { $0.deallocate() } }
@@ -107,8 +113,16 @@ public final class CPUBackend: Backend {
     }
 
     public func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws {
-        let w = self.weight(weight), x = cpu(input), y = cpu(output)
+        let w = self.weight(weight), y = cpu(output)
         let columns = w.columns, outputs = w.rows
+        var x = cpu(input)
+        if llamaCppActivationRounding {
+            let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
+            copy.update(from: x, count: rows * columns)
+            ActivationRounding.apply(UnsafeMutableBufferPointer(start: copy, count: rows * columns), weightType: w.type)
+            x = copy
+        }
+        defer { if llamaCppActivationRounding { x.deallocate() } }
         if rows == 1 {
             // Decode: stream each weight row once, straight from its blocks.
             parallel.forEach(outputs, granularity: 16, minimumPerThread: 64) { range in
@@ -193,7 +207,8 @@ public final class CPUBackend: Backend {
                visible: { layout.lengths[$0] }, physicalRow: { r, p in layout.physicalRow(r, position: p) })
     }
 
-    /// Softmax attention of row r over its `visible(r)` positions, position p of row r stored at
+    /// Softmax attention of row r over its `visible(r)` positions (the last `shape.window` of them
+    /// when the window is set), position p of row r stored at
     /// row `physicalRow(r, p)` of keys and values. Query head h reads KV head h / (heads / kvHeads).
     private func attend(query: BackendBuffer, keys: BackendBuffer, values: BackendBuffer, output: BackendBuffer,
                         rows: Int, shape: AttentionShape, visible: (Int) -> Int, physicalRow: (Int, Int) -> Int) {
@@ -202,18 +217,18 @@ public final class CPUBackend: Backend {
         ensureScratch((0..<rows).map(visible).max() ?? 1)
         parallel.forEachIndexed(rows * shape.heads) { index, worker in
             let r = index / shape.heads, h = index % shape.heads
-            let count = visible(r)
+            let count = visible(r), first = shape.firstVisible(from: count - 1)
             let qh = q + r * shape.queryWidth + h * headDim
             let kvOffset = (h / group) * headDim
             let scores = self.scratch[worker]
             var maxScore = -Float.infinity
-            for p in 0..<count {
+            for p in first..<count {
                 let s = DotKernels.dotF32(qh, k + physicalRow(r, p) * kvWidth + kvOffset, headDim) * shape.scale
                 scores[p] = s
                 maxScore = max(maxScore, s)
             }
             var total: Float = 0
-            for p in 0..<count {
+            for p in first..<count {
                 let e = exp(scores[p] - maxScore)
                 scores[p] = e
                 total += e
@@ -221,7 +236,7 @@ public final class CPUBackend: Backend {
             let oh = out + r * shape.queryWidth + h * headDim
             oh.update(repeating: 0, count: headDim)
             let inverse = 1 / total
-            for p in 0..<count {
+            for p in first..<count {
                 let weight = scores[p] * inverse, vp = v + physicalRow(r, p) * kvWidth + kvOffset
                 for d in 0..<headDim { oh[d] += weight * vp[d] }
             }
@@ -241,6 +256,32 @@ public final class CPUBackend: Backend {
             for i in range {
                 let x = g[i]
                 y[i] = x / (1 + exp(-x)) * u[i]
+            }
+        }
+    }
+
+    public func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws {
+        let x = cpu(buffer), b = weight(bias), width = b.columns
+        let values = b.bytes.assumingMemoryBound(to: Float.self)
+        for r in 0..<rows {
+            let row = x + r * width
+            for i in 0..<width { row[i] += values[i] }
+        }
+    }
+
+    public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {
+        let x = cpu(buffer)
+        for i in 0..<count { x[i] *= factor }
+    }
+
+    /// GELU with the tanh approximation, as ggml's gelu: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        let g = cpu(gate), u = cpu(up), y = cpu(output)
+        let c: Float = 0.797_884_56   // √(2/π)
+        parallel.forEach(count, granularity: 64, minimumPerThread: 4096) { range in
+            for i in range {
+                let x = g[i]
+                y[i] = 0.5 * x * (1 + tanh(c * (x + 0.044715 * x * x * x))) * u[i]
             }
         }
     }

@@ -79,13 +79,21 @@ public struct AttentionShape: Sendable, Equatable {
     public var headDim: Int
     /// Multiplies q·k before the softmax (1/√headDim for llama).
     public var scale: Float
+    /// Sliding window: a query at position p sees keys at positions > p − window (0 = unlimited).
+    /// Gemma's local layers and Mistral use it (llama.cpp's LLAMA_SWA_TYPE_STANDARD).
+    public var window: Int
 
-    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float) {
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int = 0) {
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.scale = scale
+        self.window = window
     }
+
+    /// The first position a query at `position` attends to.
+    @inline(__always)
+    public func firstVisible(from position: Int) -> Int { window > 0 ? max(0, position - window + 1) : 0 }
     public var queryWidth: Int { heads * headDim }
     public var kvWidth: Int { kvHeads * headDim }
 }
@@ -103,6 +111,14 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
     case add
     case copyRows
     case argmax
+    /// Row-wise bias add (qwen2's q/k/v biases).
+    case addBias
+    /// Multiply by a constant (gemma's embedding scale).
+    case scale
+    /// gelu_tanh(gate) · up (gemma's FFN).
+    case geglu
+    /// Attention limited to a sliding window (`AttentionShape.window` > 0).
+    case slidingWindowAttention
 
     public var description: String {
         switch self {
@@ -116,6 +132,10 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
         case .add: return "add"
         case .copyRows: return "copyRows"
         case .argmax: return "argmax"
+        case .addBias: return "addBias"
+        case .scale: return "scale"
+        case .geglu: return "geglu"
+        case .slidingWindowAttention: return "slidingWindowAttention"
         }
     }
 }
@@ -165,6 +185,12 @@ public protocol Backend: AnyObject {
                   rows: Int, width: Int) throws
     /// output = silu(gate) · up, element-wise over `count` values.
     func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws
+    /// buffer[r] += bias for each of `rows` rows (bias is a [1, width] weight).
+    func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws
+    /// buffer *= factor over `count` values.
+    func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws
+    /// output = gelu(gate) · up, with GELU's tanh approximation, over `count` values.
+    func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws
     /// output = a + b over `count` values (output may alias a).
     func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws
     /// Softmax over each row of `width` values, in place.
@@ -177,6 +203,18 @@ public protocol Backend: AnyObject {
 
 extension Backend {
     public var memoryCapacity: UInt64? { nil }
+
+    // Ops added after the first backends: a backend without them says so when they are called.
+    // (Plans check `supports` first; these throw for backends that have not implemented them.)
+    public func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .addBias, context: "a model with biases")
+    }
+    public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .scale, context: "a model with scaled embeddings")
+    }
+    public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .geglu, context: "a GeGLU feed-forward")
+    }
 }
 
 /// Raised when a plan needs an op the chosen backend lacks.

@@ -15,34 +15,13 @@ enum Llama {
             }
             config.rope.frequencyFactors = Quantization.dequantize(.f32, gguf.bytes(of: info), count: info.elementCount)
         }
+        // Mistral v0.1 style: one window for every layer.
+        if let window = gguf["llama.attention.sliding_window"]?.intValue, window > 0 {
+            config.layerWindows = Array(repeating: window, count: config.layers)
+        }
 
-        let dim = config.dim, q = config.heads * config.headDim, kv = config.kvHeads * config.headDim
-        let embedding = try loader.matrix("token_embd.weight", rows: config.vocabularySize, columns: dim,
-                                          op: BackendOp.embedding)
-        var layers: [LayerWeights] = []
-        for i in 0..<config.layers {
-            layers.append(LayerWeights(
-                attentionNorm: try loader.vector(loader.layer(i, "attn_norm"), width: dim),
-                wq: try loader.matrix(loader.layer(i, "attn_q"), rows: q, columns: dim),
-                wk: try loader.matrix(loader.layer(i, "attn_k"), rows: kv, columns: dim),
-                wv: try loader.matrix(loader.layer(i, "attn_v"), rows: kv, columns: dim),
-                wo: try loader.matrix(loader.layer(i, "attn_output"), rows: dim, columns: q),
-                ffnNorm: try loader.vector(loader.layer(i, "ffn_norm"), width: dim),
-                ffnGate: try loader.matrix(loader.layer(i, "ffn_gate"), rows: config.ffnDim, columns: dim),
-                ffnUp: try loader.matrix(loader.layer(i, "ffn_up"), rows: config.ffnDim, columns: dim),
-                ffnDown: try loader.matrix(loader.layer(i, "ffn_down"), rows: dim, columns: config.ffnDim)))
-        }
-        let outputNorm = try loader.vector("output_norm.weight", width: dim)
-        let output: BackendWeight
-        if gguf.tensor("output.weight") != nil {
-            output = try loader.matrix("output.weight", rows: config.vocabularySize, columns: dim)
-        } else {
-            // Tied: the embedding table doubles as the output projection, so it must support matmul too.
-            guard backend.supports(.matmul(embedding.type)) else {
-                throw ModelError.unsupportedTensorType(tensor: "token_embd.weight", type: embedding.type, backend: backend.name)
-            }
-            output = embedding
-        }
-        return (config, TransformerWeights(tokenEmbedding: embedding, layers: layers, outputNorm: outputNorm, output: output))
+        let (embedding, output, norm) = try loader.embeddingAndOutput(config)
+        let layers = try (0..<config.layers).map { try loader.standardLayer($0, config) }
+        return (config, TransformerWeights(tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output))
     }
 }

@@ -14,11 +14,27 @@ public struct ModelConfig: Sendable, Equatable {
     /// The context the model was trained for (`context_length`).
     public var trainedContext: Int
     public var normEps: Float
+    /// RoPE of the global-attention layers (all layers, for most families).
     public var rope: RopeParameters
+    /// Where a family differs per layer (Gemma 3's local layers): that layer's RoPE; nil = `rope`.
+    public var localRope: RopeParameters?
+    /// Per layer: the sliding window (0 = global attention). Empty = all global.
+    public var layerWindows: [Int] = []
+    public var ffnActivation: FFNActivation = .silu
+    /// Multiplies the embeddings before the first layer (Gemma: √dim); nil = none.
+    public var embeddingScale: Float?
+    /// Multiplies q·k (default 1/√headDim).
+    public var attentionScale: Float?
 
-    public var attentionShape: AttentionShape {
-        AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: 1 / Float(headDim).squareRoot())
+    public func window(layer: Int) -> Int { layer < layerWindows.count ? layerWindows[layer] : 0 }
+    public func rope(layer: Int) -> RopeParameters { window(layer: layer) > 0 ? (localRope ?? rope) : rope }
+
+    public func attentionShape(layer: Int) -> AttentionShape {
+        AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim,
+                       scale: attentionScale ?? 1 / Float(headDim).squareRoot(), window: window(layer: layer))
     }
+
+    public var attentionShape: AttentionShape { attentionShape(layer: 0) }
 
     /// Reads the keys every llama-like architecture shares. `prefix` is the architecture name.
     public init(gguf: GGUFFile, architecture: String, ropeStyle: RopeStyle) throws {
@@ -33,6 +49,10 @@ public struct ModelConfig: Sendable, Equatable {
         heads = try gguf.int(key("attention.head_count"))
         kvHeads = try optionalInt("attention.head_count_kv") ?? heads
         headDim = try optionalInt("attention.key_length") ?? (heads > 0 ? dim / heads : 0)
+        if let valueLength = try optionalInt("attention.value_length"), valueLength != headDim {
+            throw ModelError.invalidHyperparameter(key: "\(architecture).attention.value_length",
+                                                   value: "\(valueLength) (differs from key_length \(headDim); not supported)")
+        }
         trainedContext = try gguf.int(key("context_length"))
         normEps = Float(try gguf.float(key("attention.layer_norm_rms_epsilon")))
         if let v = try optionalInt("vocab_size") {
@@ -68,6 +88,13 @@ public struct ModelConfig: Sendable, Equatable {
         try check(trainedContext > 0, "context_length", trainedContext)
         try check(vocabularySize > 0, "vocab_size", vocabularySize)
     }
+}
+
+public enum FFNActivation: String, Sendable {
+    /// silu(gate) · up (llama, qwen)
+    case silu
+    /// gelu_tanh(gate) · up (gemma)
+    case geluTanh
 }
 
 public enum ModelError: Error, Equatable, CustomStringConvertible {

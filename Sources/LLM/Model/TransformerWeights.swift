@@ -9,6 +9,32 @@ public struct LayerWeights {
     public let ffnGate: BackendWeight         // [ffnDim, dim]
     public let ffnUp: BackendWeight           // [ffnDim, dim]
     public let ffnDown: BackendWeight         // [dim, ffnDim]
+    // Where families differ (nil when absent):
+    public var qBias: BackendWeight? = nil            // [1, heads · headDim] (qwen2)
+    public var kBias: BackendWeight? = nil            // [1, kvHeads · headDim]
+    public var vBias: BackendWeight? = nil            // [1, kvHeads · headDim]
+    public var qNorm: BackendWeight? = nil            // [1, headDim], RMSNorm per head (gemma3, qwen3)
+    public var kNorm: BackendWeight? = nil            // [1, headDim]
+    public var postAttentionNorm: BackendWeight? = nil // [1, dim] (gemma)
+    public var postFFNNorm: BackendWeight? = nil      // [1, dim] (gemma)
+
+    init(attentionNorm: BackendWeight, wq: BackendWeight, wk: BackendWeight, wv: BackendWeight, wo: BackendWeight,
+         ffnNorm: BackendWeight, ffnGate: BackendWeight, ffnUp: BackendWeight, ffnDown: BackendWeight) {
+        self.attentionNorm = attentionNorm
+        self.wq = wq
+        self.wk = wk
+        self.wv = wv
+        self.wo = wo
+        self.ffnNorm = ffnNorm
+        self.ffnGate = ffnGate
+        self.ffnUp = ffnUp
+        self.ffnDown = ffnDown
+    }
+
+    var all: [BackendWeight] {
+        [attentionNorm, wq, wk, wv, wo, ffnNorm, ffnGate, ffnUp, ffnDown]
+            + [qBias, kBias, vBias, qNorm, kNorm, postAttentionNorm, postFFNNorm].compactMap { $0 }
+    }
 }
 
 public struct TransformerWeights {
@@ -24,10 +50,7 @@ public struct TransformerWeights {
     public var bytesPerDecodedToken: Int {
         var total = output.byteCount + outputNorm.byteCount
         total += tokenEmbedding.byteCount / max(tokenEmbedding.rows, 1)
-        for l in layers {
-            total += [l.attentionNorm, l.wq, l.wk, l.wv, l.wo, l.ffnNorm, l.ffnGate, l.ffnUp, l.ffnDown]
-                .reduce(0) { $0 + $1.byteCount }
-        }
+        for l in layers { total += l.all.reduce(0) { $0 + $1.byteCount } }
         return total
     }
 }
@@ -49,6 +72,45 @@ struct WeightLoader {
             throw ModelError.unsupportedTensorType(tensor: name, type: info.type, backend: backend.name)
         }
         return try backend.makeWeight(name: name, type: info.type, rows: rows, columns: columns, bytes: gguf.bytes(of: info))
+    }
+
+    /// `vector(name, width:)` when the file has the tensor, nil when it does not.
+    func optionalVector(_ name: String, width: Int) throws -> BackendWeight? {
+        gguf.tensor(name) == nil ? nil : try vector(name, width: width)
+    }
+
+    /// The standard decoder layer every llama-like family shares; families then add their extras.
+    func standardLayer(_ i: Int, _ c: ModelConfig) throws -> LayerWeights {
+        let dim = c.dim, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
+        return LayerWeights(
+            attentionNorm: try vector(layer(i, "attn_norm"), width: dim),
+            wq: try matrix(layer(i, "attn_q"), rows: q, columns: dim),
+            wk: try matrix(layer(i, "attn_k"), rows: kv, columns: dim),
+            wv: try matrix(layer(i, "attn_v"), rows: kv, columns: dim),
+            wo: try matrix(layer(i, "attn_output"), rows: dim, columns: q),
+            ffnNorm: try vector(layer(i, "ffn_norm"), width: dim),
+            ffnGate: try matrix(layer(i, "ffn_gate"), rows: c.ffnDim, columns: dim),
+            ffnUp: try matrix(layer(i, "ffn_up"), rows: c.ffnDim, columns: dim),
+            ffnDown: try matrix(layer(i, "ffn_down"), rows: dim, columns: c.ffnDim))
+    }
+
+    /// The embedding table, and the output projection (`output.weight`, or the embedding when tied).
+    func embeddingAndOutput(_ c: ModelConfig) throws -> (embedding: BackendWeight, output: BackendWeight, norm: BackendWeight) {
+        let embedding = try matrix("token_embd.weight", rows: c.vocabularySize, columns: c.dim, op: BackendOp.embedding)
+        let norm = try vector("output_norm.weight", width: c.dim)
+        if gguf.tensor("output.weight") != nil {
+            return (embedding, try matrix("output.weight", rows: c.vocabularySize, columns: c.dim), norm)
+        }
+        // Tied: the embedding table doubles as the output projection, so it must support matmul too.
+        guard backend.supports(.matmul(embedding.type)) else {
+            throw ModelError.unsupportedTensorType(tensor: "token_embd.weight", type: embedding.type, backend: backend.name)
+        }
+        return (embedding, embedding, norm)
+    }
+
+    /// A bias vector `blk.N.<suffix>.bias`.
+    func bias(_ i: Int, _ suffix: String, width: Int) throws -> BackendWeight {
+        try vector("blk.\(i).\(suffix).bias", width: width)
     }
 
     /// Loads a norm vector of `width` values. Norms are F32 in every GGUF llama.cpp writes.

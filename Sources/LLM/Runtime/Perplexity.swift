@@ -33,8 +33,8 @@ public enum Perplexity {
             var window = Array(tokens[(w * context)..<((w + 1) * context)])
             if let bos { window[0] = bos }
             session.reset()
-            let logits = try session.evaluate(window, logits: .all)
-            let rows = try session.model.backend.download(logits, offset: first * vocab, count: (context - 1 - first) * vocab)
+            let logits = try session.evaluate(window, logits: .tail(from: first))
+            let rows = try session.model.backend.download(logits, offset: 0, count: (context - 1 - first) * vocab)
             for j in 0..<(context - 1 - first) {
                 let target = Int(tokens[w * context + first + j + 1])
                 nll -= logProbability(rows, row: j, width: vocab, of: target)

@@ -2,8 +2,10 @@
 public enum LogitsRequest: Sendable {
     /// Only the last token's (decoding).
     case last
-    /// One row per input token (`logits`, `perplexity`).
+    /// One row per input token (`logits`).
     case all
+    /// Rows for input tokens `from` ..< count only (`perplexity` scores the second half of a window).
+    case tail(from: Int)
 }
 
 /// Runs the model's forward pass on its backend, appending to a KV cache. This is the one
@@ -40,8 +42,8 @@ public final class InferenceSession {
 
     public func reset() { cache.truncate(to: 0) }
 
-    /// Appends `tokens` at the current position and returns their logits:
-    /// `[1, vocab]` for `.last`, `[tokens.count, vocab]` for `.all`, on the device.
+    /// Appends `tokens` at the current position and returns their logits on the device:
+    /// `[1, vocab]` for `.last`, `[tokens.count, vocab]` for `.all`, `[tokens.count − k, vocab]` for `.tail(from: k)`.
     public func evaluate(_ tokens: [Int32], logits request: LogitsRequest) throws -> BackendBuffer {
         guard !tokens.isEmpty else { throw ModelError.emptyPrompt }
         guard tokens.count <= cache.remaining else {
@@ -51,20 +53,33 @@ public final class InferenceSession {
         for t in tokens where t < 0 || Int(t) >= vocab {
             throw ModelError.tokenOutOfRange(token: Int(t), vocabularySize: vocab)
         }
-        let all = request == .all && tokens.count > batchSize
-            ? try backend.makeBuffer(count: tokens.count * vocab, label: "logits.all") : nil
+        // `.tail(from: k)` over several chunks is computed as `.all` rows k..< per chunk.
+        let firstRow: Int? = switch request {
+        case .last: nil
+        case .all: 0
+        case .tail(let from): min(max(from, 0), tokens.count - 1)
+        }
+        let rowsWanted = firstRow.map { tokens.count - $0 } ?? 1
+        let combined = firstRow != nil && tokens.count > batchSize
+            ? try backend.makeBuffer(count: rowsWanted * vocab, label: "logits.rows") : nil
         var start = 0
         while start < tokens.count {
             let chunk = Array(tokens[start..<min(start + batchSize, tokens.count)])
-            let isLast = start + chunk.count == tokens.count
-            let wanted: LogitsRequest? = request == .all ? .all : (isLast ? .last : nil)
-            try forward(chunk, logits: wanted)
-            if let all, wanted == .all {
-                try backend.copyRows(scratch.logits, sourceRow: 0, into: all, destinationRow: start, rows: chunk.count, width: vocab)
+            let end = start + chunk.count
+            let wanted: LogitsRequest?
+            if let firstRow {
+                wanted = end <= firstRow ? nil : .tail(from: max(firstRow - start, 0))
+            } else {
+                wanted = end == tokens.count ? .last : nil
             }
-            start += chunk.count
+            try forward(chunk, logits: wanted)
+            if let combined, case .tail(let from)? = wanted {
+                try backend.copyRows(scratch.logits, sourceRow: 0, into: combined, destinationRow: start + from - firstRow!,
+                                     rows: chunk.count - from, width: vocab)
+            }
+            start = end
         }
-        return all ?? scratch.logits
+        return combined ?? scratch.logits
     }
 
     /// The greedy next token after `tokens`: only the id crosses back from the device.
@@ -86,37 +101,55 @@ public final class InferenceSession {
     func runGraph(_ tokens: [Int32], placement: KVPlacement, logits request: LogitsRequest?) throws {
         let c = model.config, w = model.weights, s = scratch, b = backend
         let n = tokens.count
-        let shape = c.attentionShape
 
         try b.embed(w.tokenEmbedding, tokens: tokens, into: s.x)
+        if let factor = c.embeddingScale { try b.scale(s.x, by: factor, count: n * c.dim) }
         for (l, layer) in w.layers.enumerated() {
-            // Attention block: x += Wo · attention(rope(Wq h), rope(Wk h), Wv h), h = norm(x)
+            // Attention block: x += [postNorm] Wo · attention(rope(norm_q(Wq h + bq)), rope(norm_k(Wk h + bk)), Wv h + bv),
+            // h = norm(x); the bracketed pieces exist only in some families.
+            let shape = c.attentionShape(layer: l), rope = c.rope(layer: l)
             try b.rmsNorm(s.x, weight: layer.attentionNorm, into: s.h, rows: n, eps: c.normEps)
             try b.matmul(layer.wq, s.h, into: s.q, rows: n)
             try b.matmul(layer.wk, s.h, into: s.k, rows: n)
             try b.matmul(layer.wv, s.h, into: s.v, rows: n)
-            try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: c.rope)
-            try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: c.rope)
+            if let bias = layer.qBias { try b.addBias(s.q, bias: bias, rows: n) }
+            if let bias = layer.kBias { try b.addBias(s.k, bias: bias, rows: n) }
+            if let bias = layer.vBias { try b.addBias(s.v, bias: bias, rows: n) }
+            // Per-head norms: the rows are viewed as [n · heads, headDim].
+            if let norm = layer.qNorm { try b.rmsNorm(s.q, weight: norm, into: s.q, rows: n * c.heads, eps: c.normEps) }
+            if let norm = layer.kNorm { try b.rmsNorm(s.k, weight: norm, into: s.k, rows: n * c.kvHeads, eps: c.normEps) }
+            try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: rope)
+            try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: rope)
             try placement.store(b, layer: l, keys: s.k, values: s.v, rows: n)
             try placement.attend(b, layer: l, query: s.q, into: s.attention, rows: n, shape: shape)
             try b.matmul(layer.wo, s.attention, into: s.h, rows: n)
+            if let norm = layer.postAttentionNorm { try b.rmsNorm(s.h, weight: norm, into: s.h, rows: n, eps: c.normEps) }
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
 
-            // Feed-forward block: x += Wdown · (silu(Wgate h) · Wup h), h = norm(x)
+            // Feed-forward block: x += [postNorm] Wdown · (act(Wgate h) · Wup h), h = norm(x)
             try b.rmsNorm(s.x, weight: layer.ffnNorm, into: s.h, rows: n, eps: c.normEps)
             try b.matmul(layer.ffnGate, s.h, into: s.gate, rows: n)
             try b.matmul(layer.ffnUp, s.h, into: s.up, rows: n)
-            try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+            switch c.ffnActivation {
+            case .silu: try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+            case .geluTanh: try b.geglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+            }
             try b.matmul(layer.ffnDown, s.gate, into: s.h, rows: n)
+            if let norm = layer.postFFNNorm { try b.rmsNorm(s.h, weight: norm, into: s.h, rows: n, eps: c.normEps) }
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
         }
 
         switch request {
         case nil:
             return
-        case .all?:
+        case .all?, .tail(from: 0)?:
             try b.rmsNorm(s.x, weight: w.outputNorm, into: s.h, rows: n, eps: c.normEps)
             try b.matmul(w.output, s.h, into: s.logits, rows: n)
+        case .tail(let from)?:
+            // Only rows from..<n are projected: the vocabulary matmul is the largest in small models.
+            try b.copyRows(s.x, sourceRow: from, into: s.h, destinationRow: 0, rows: n - from, width: c.dim)
+            try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: n - from, eps: c.normEps)
+            try b.matmul(w.output, s.h, into: s.logits, rows: n - from)
         case .last?:
             // Only the last row is projected to the vocabulary: the largest matmul shrinks n-fold.
             try b.copyRows(s.x, sourceRow: n - 1, into: s.h, destinationRow: 0, rows: 1, width: c.dim)
@@ -129,9 +162,14 @@ public final class InferenceSession {
     var logitsBuffer: BackendBuffer { scratch.logits }
 
     private func checkSupport() throws {
-        let needed: [BackendOp] = [.rmsNorm, .rope(model.config.rope.style), .attention, .copyRows, .swiglu, .add, .argmax]
+        let c = model.config, layer = model.weights.layers.first
+        var needed: [BackendOp] = [.rmsNorm, .attention, .copyRows, .add, .argmax, .rope(c.rope.style)]
+        needed.append(c.ffnActivation == .silu ? .swiglu : .geglu)
+        if c.embeddingScale != nil { needed.append(.scale) }
+        if layer?.qBias != nil { needed.append(.addBias) }
+        if c.layerWindows.contains(where: { $0 > 0 }) { needed.append(.slidingWindowAttention) }
         for op in needed where !backend.supports(op) {
-            throw UnsupportedOpError(backend: backend.name, op: op, context: model.config.architecture)
+            throw UnsupportedOpError(backend: backend.name, op: op, context: c.architecture)
         }
     }
 }
