@@ -5,11 +5,12 @@
 // tile's exp-weighted values. Scores never go to global memory.
 // GQA: query head h reads KV head h / (heads / kvHeads).
 // Local memory: qs[headDim], acc[headDim], p[L], red[L], rowsL[L].
-// The body shared by contiguous and paged attention. Position p of the row's sequence is at
+// The body shared by contiguous and paged attention. The row sees positions first ... visible - 1
+// (first > 0 with a sliding window). Position p of the row's sequence is at
 // row p of k/v, or, with a block table, at row table[p / blockSize] * blockSize + p % blockSize.
 // `rowsL` (L ints) publishes each tile's physical rows to the value pass.
 inline void attend(global const float* q, global const float* k, global const float* v, global float* out,
-                   int r, int h, int visible, global const int* table, int blockSize,
+                   int r, int h, int first, int visible, global const int* table, int blockSize,
                    int heads, int kvHeads, int headDim, float scale,
                    local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
     int t = get_local_id(0), n = get_local_size(0);
@@ -23,7 +24,7 @@ inline void attend(global const float* q, global const float* k, global const fl
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float m = -INFINITY, l = 0.0f;
-    for (int p0 = 0; p0 < visible; p0 += n) {
+    for (int p0 = first; p0 < visible; p0 += n) {
         int pos = p0 + t;
         float s = -INFINITY;
         if (pos < visible) {
@@ -55,23 +56,26 @@ inline void attend(global const float* q, global const float* k, global const fl
     for (int d = t; d < headDim; d += n) oh[d] = acc[d] * inverse;
 }
 
+// A sliding window of `window` positions (0 = unlimited) starts at visible - window.
+#define FIRST(visible, window) ((window) > 0 ? max(0, (visible) - (window)) : 0)
+
 // Row r (position startPosition + r) over positions 0 ... startPosition + r of a contiguous cache.
 kernel void attention(global const float* q, global const float* k, global const float* v, global float* out,
-                      int startPosition, int heads, int kvHeads, int headDim, float scale,
+                      int startPosition, int heads, int kvHeads, int headDim, float scale, int window,
                       local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
-    int h = get_group_id(0), r = get_group_id(1);
-    attend(q, k, v, out, r, h, startPosition + r + 1, 0, 1, heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
+    int h = get_group_id(0), r = get_group_id(1), visible = startPosition + r + 1;
+    attend(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
 }
 
 // Paged KV cache: row r sees lengths[r] positions through its block table
 // (tables + r * tableStride, blocks of blockSize rows).
 kernel void paged_attention(global const float* q, global const float* k, global const float* v, global float* out,
                             global const int* tables, int tableStride, global const int* lengths, int blockSize,
-                            int heads, int kvHeads, int headDim, float scale,
+                            int heads, int kvHeads, int headDim, float scale, int window,
                             local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
-    int h = get_group_id(0), r = get_group_id(1);
-    attend(q, k, v, out, r, h, lengths[r], tables + (size_t)r * tableStride, blockSize, heads, kvHeads, headDim, scale,
-           qs, acc, p, red, rowsL);
+    int h = get_group_id(0), r = get_group_id(1), visible = lengths[r];
+    attend(q, k, v, out, r, h, FIRST(visible, window), visible, tables + (size_t)r * tableStride, blockSize,
+           heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
 }
 
 // CPU-device variant (PoCL runs a work-group as a loop, so the barriers of the tiled kernel
@@ -80,7 +84,7 @@ kernel void paged_attention(global const float* q, global const float* k, global
 // Global size (heads, rows rounded up to the local size).
 #define MAX_HEAD_DIM 256
 inline void attend_private(global const float* q, global const float* k, global const float* v, global float* out,
-                           int r, int h, int visible, global const int* table, int blockSize,
+                           int r, int h, int first, int visible, global const int* table, int blockSize,
                            int heads, int kvHeads, int headDim, float scale) {
     int queryWidth = heads * headDim, kvWidth = kvHeads * headDim, d4 = headDim / 4;
     int kvOffset = (h / (heads / kvHeads)) * headDim;
@@ -88,7 +92,7 @@ inline void attend_private(global const float* q, global const float* k, global 
     float4 acc[MAX_HEAD_DIM / 4];
     for (int i = 0; i < d4; i++) acc[i] = (float4)(0.0f);
     float m = -INFINITY, l = 0.0f;
-    for (int pos = 0; pos < visible; pos++) {
+    for (int pos = first; pos < visible; pos++) {
         int physical = table ? table[pos / blockSize] * blockSize + pos % blockSize : pos;
         global const float* kp = k + (size_t)physical * kvWidth + kvOffset;
         float4 dot4 = (float4)(0.0f);
@@ -111,16 +115,19 @@ inline void attend_private(global const float* q, global const float* k, global 
 }
 
 kernel void attention_private(global const float* q, global const float* k, global const float* v, global float* out,
-                              int startPosition, int heads, int kvHeads, int headDim, float scale, int rows) {
+                              int startPosition, int heads, int kvHeads, int headDim, float scale, int window, int rows) {
     int h = get_global_id(0), r = get_global_id(1);
     if (r >= rows) return;
-    attend_private(q, k, v, out, r, h, startPosition + r + 1, 0, 1, heads, kvHeads, headDim, scale);
+    int visible = startPosition + r + 1;
+    attend_private(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale);
 }
 
 kernel void paged_attention_private(global const float* q, global const float* k, global const float* v, global float* out,
                                     global const int* tables, int tableStride, global const int* lengths, int blockSize,
-                                    int heads, int kvHeads, int headDim, float scale, int rows) {
+                                    int heads, int kvHeads, int headDim, float scale, int window, int rows) {
     int h = get_global_id(0), r = get_global_id(1);
     if (r >= rows) return;
-    attend_private(q, k, v, out, r, h, lengths[r], tables + (size_t)r * tableStride, blockSize, heads, kvHeads, headDim, scale);
+    int visible = lengths[r];
+    attend_private(q, k, v, out, r, h, FIRST(visible, window), visible, tables + (size_t)r * tableStride, blockSize,
+                   heads, kvHeads, headDim, scale);
 }

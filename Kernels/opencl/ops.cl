@@ -98,3 +98,24 @@ kernel void add(global const float* a, global const float* b, global float* y, i
     if (i >= count) return;
     y[i] = a[i] + b[i];
 }
+
+// buffer[r, i] += bias[i]; global size rows * width.
+kernel void add_bias(global float* x, global const float* bias, int width, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    x[i] += bias[i % width];
+}
+
+kernel void scale_values(global float* x, float factor, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    x[i] *= factor;
+}
+
+// gelu(gate) * up with GELU's tanh approximation (ggml's gelu): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+kernel void geglu(global const float* gate, global const float* up, global float* y, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    float x = gate[i];
+    y[i] = 0.5f * x * (1.0f + tanh(0.79788456f * (x + 0.044715f * x * x * x))) * up[i];
+}

@@ -108,7 +108,8 @@ public final class OpenCLBackend: Backend {
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
-        case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax: return true
+        case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax,
+             .addBias, .scale, .geglu, .slidingWindowAttention: return true
         default: return false
         }
     }
@@ -288,7 +289,7 @@ public final class OpenCLBackend: Backend {
             let k = try kernel("attention_private")
             try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                        .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                       .float(shape.scale), .int(Int32(rows))])
+                       .float(shape.scale), .int(Int32(shape.window)), .int(Int32(rows))])
             let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
             try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
             return
@@ -297,7 +298,7 @@ public final class OpenCLBackend: Backend {
         let local = try attentionLocalSize(k, shape)
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                   .float(shape.scale)] + attentionLocals(shape, local))
+                   .float(shape.scale), .int(Int32(shape.window))] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
     }
 
@@ -331,7 +332,7 @@ public final class OpenCLBackend: Backend {
             try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                        .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
                        .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                       .float(shape.scale), .int(Int32(rows))])
+                       .float(shape.scale), .int(Int32(shape.window)), .int(Int32(rows))])
             let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
             try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
             return
@@ -341,7 +342,7 @@ public final class OpenCLBackend: Backend {
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
                    .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                   .float(shape.scale)] + attentionLocals(shape, local))
+                   .float(shape.scale), .int(Int32(shape.window))] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
     }
 
@@ -403,6 +404,29 @@ public final class OpenCLBackend: Backend {
 
     public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         try elementwise("add", a, b, output, count)
+    }
+
+    public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("geglu", gate, up, output, count)
+    }
+
+    public func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws {
+        let b = try weight(bias)
+        guard b.type == .f32 else { throw OpenCLError.invalidArgument("bias '\(b.name)' is \(b.type); biases must be F32") }
+        let count = rows * b.columns
+        guard count > 0 else { return }
+        try requireCapacity(buffer, count, "addBias")
+        let k = try kernel("add_bias"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
+        try k.set([.buffer(cl(buffer).handle), .buffer(b.handle), .int(Int32(b.columns)), .int(Int32(count))])
+        try launch(k, global: [roundUp(count, local)], local: [local])
+    }
+
+    public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {
+        guard count > 0 else { return }
+        try requireCapacity(buffer, count, "scale")
+        let k = try kernel("scale_values"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
+        try k.set([.buffer(cl(buffer).handle), .float(factor), .int(Int32(count))])
+        try launch(k, global: [roundUp(count, local)], local: [local])
     }
 
     public func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws {
