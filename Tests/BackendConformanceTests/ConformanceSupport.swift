@@ -58,6 +58,21 @@ extension XCTestCase {
         }
         if ran == 0 { throw XCTSkip(skipped.joined(separator: "; ")) }
     }
+
+    /// `forEachBackend` over the backends that implement `op` (ops added after a backend was
+    /// written are skipped on it, and say so, rather than failing).
+    func forEachBackend(supporting op: BackendOp, _ body: (_ backend: Backend, _ oracle: CPUBackend) throws -> Void) throws {
+        var ran = 0
+        try forEachBackend { backend, oracle in
+            guard backend.supports(op) else {
+                print("note: \(backend.name) does not support \(op); its case is skipped")
+                return
+            }
+            try body(backend, oracle)
+            ran += 1
+        }
+        if ran == 0 { throw XCTSkip("no backend here supports \(op)") }
+    }
 }
 
 /// A backend that cannot exist here (its driver is not installed): its cases are skipped.
