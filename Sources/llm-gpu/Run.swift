@@ -27,6 +27,12 @@ struct Run: ParsableCommand {
     @Option(help: "Stop when the text contains this (repeatable); it is not printed.")
     var stop: [String] = []
 
+    @Flag(help: "Wrap the prompt in the model's chat format (ChatML or Gemma turns, from its template).")
+    var chat = false
+
+    @Option(help: "With --chat: the system prompt (default: the template's own, if any).")
+    var system: String?
+
     @OptionGroup(title: "Beam search (score = Σ log p / length term, length = generated tokens incl. EOS)")
     var beam: BeamOptions
 
@@ -38,11 +44,13 @@ struct Run: ParsableCommand {
             throw ValidationError("--beams and --temperature are different strategies: choose one")
         }
         if beam.beams != nil && !stop.isEmpty { throw ValidationError("--stop is not supported with --beams") }
+        if system != nil && !chat { throw ValidationError("--system needs --chat") }
     }
 
     func run() throws {
-        let text = try promptText()
+        var text = try promptText()
         let (model, session) = try engine.open(modelPath: modelOption.resolve())
+        if chat { text = try ChatTemplate(gguf: model.gguf).render(user: text, system: system) }
         let promptTokens = model.tokenizer.encode(text)
         let strategy = beam.strategy ?? sampling.strategy
         let options = GenerationOptions(maxTokens: maxTokens, strategy: strategy, stopSequences: stop)
