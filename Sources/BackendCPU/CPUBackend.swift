@@ -51,6 +51,10 @@ public final class CPUBackend: Backend {
     /// keeps f32. Tests turn it on to tell llama.cpp's rounding apart from a real discrepancy.
     public let llamaCppActivationRounding: Bool
 
+    /// Weight bytes streamed by `matmul` since creation (or the last reset): each call reads its
+    /// whole weight once. Tests use it to show what a decode step touches (MoE: only k experts).
+    public var matmulWeightBytesRead = 0
+
     public init(threads: Int? = nil, llamaCppActivationRounding: Bool = false) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = count
@@ -115,6 +119,7 @@ public final class CPUBackend: Backend {
     public func matmul(_ weight: BackendWeight, _ input: BackendBuffer, into output: BackendBuffer, rows: Int) throws {
         let w = self.weight(weight), y = cpu(output)
         let columns = w.columns, outputs = w.rows
+        matmulWeightBytesRead += w.byteCount
         var x = cpu(input)
         if llamaCppActivationRounding {
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
@@ -303,6 +308,62 @@ public final class CPUBackend: Backend {
                 total += row[i]
             }
             for i in 0..<width { row[i] /= total }
+        }
+    }
+
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        let x = cpu(logits), idOut = cpu(ids), wOut = cpu(weights), k = gating.k
+        precondition(k >= 1 && k <= experts && rows * experts <= logits.count && rows * k <= min(ids.count, weights.count),
+                     "moeGate: k \(k) of \(experts) experts over \(rows) rows does not fit the buffers")
+        var scores = [Float](repeating: 0, count: experts)
+        for r in 0..<rows {
+            let row = x + r * experts
+            switch gating.function {
+            case .softmax:
+                var maxValue = -Float.infinity
+                for e in 0..<experts { maxValue = max(maxValue, row[e]) }
+                var total: Float = 0
+                for e in 0..<experts {
+                    scores[e] = exp(row[e] - maxValue)
+                    total += scores[e]
+                }
+                for e in 0..<experts { scores[e] /= total }
+            case .sigmoid:
+                for e in 0..<experts { scores[e] = 1 / (1 + exp(-row[e])) }
+            }
+            // Top-k by selection: k is small (2–8), so k passes over the experts beat a sort.
+            var chosen = [Int](), sum: Float = 0
+            for _ in 0..<k {
+                var best = -1
+                for e in 0..<experts where !chosen.contains(e) && (best < 0 || scores[e] > scores[best]) { best = e }
+                chosen.append(best)
+                sum += scores[best]
+            }
+            let divisor = gating.normalize ? max(sum, ExpertGating.minimumWeightSum) : 1
+            for (j, e) in chosen.enumerated() {
+                idOut[r * k + j] = Float(e)
+                wOut[r * k + j] = scores[e] / divisor * gating.scale
+            }
+        }
+    }
+
+    public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
+        let src = cpu(source), dst = cpu(destination)
+        precondition(indices.count * width <= destination.count && indices.allSatisfy { ($0 + 1) * Int32(width) <= source.count },
+                     "gatherRows outside '\(source.label)' or '\(destination.label)'")
+        for (i, r) in indices.enumerated() { (dst + i * width).update(from: src + Int(r) * width, count: width) }
+    }
+
+    public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                               width: Int) throws {
+        let src = cpu(source), dst = cpu(destination)
+        precondition(indices.count == factors.count && indices.count * width <= source.count
+                     && indices.allSatisfy { ($0 + 1) * Int32(width) <= destination.count },
+                     "scatterAddRows outside '\(source.label)' or '\(destination.label)'")
+        for (i, r) in indices.enumerated() {
+            let from = src + i * width, to = dst + Int(r) * width, f = factors[i]
+            for c in 0..<width { to[c] += f * from[c] }
         }
     }
 

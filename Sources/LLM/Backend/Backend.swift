@@ -119,6 +119,12 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
     case geglu
     /// Attention limited to a sliding window (`AttentionShape.window` > 0).
     case slidingWindowAttention
+    /// Mixture-of-experts routing: router scores → top-k expert ids and weights (`moeGate`).
+    case moeGating
+    /// Row gather by index (`gatherRows`): an expert's tokens into one contiguous batch.
+    case gatherRows
+    /// Weighted row scatter-add by index (`scatterAddRows`): expert outputs back into the residual.
+    case scatterAddRows
 
     public var description: String {
         switch self {
@@ -136,6 +142,9 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
         case .scale: return "scale"
         case .geglu: return "geglu"
         case .slidingWindowAttention: return "slidingWindowAttention"
+        case .moeGating: return "moeGating"
+        case .gatherRows: return "gatherRows"
+        case .scatterAddRows: return "scatterAddRows"
         }
     }
 }
@@ -195,6 +204,17 @@ public protocol Backend: AnyObject {
     func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws
     /// Softmax over each row of `width` values, in place.
     func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws
+    /// Mixture-of-experts gating over `rows` rows of router logits ([rows, experts]): scores
+    /// p = softmax(row) or sigmoid(row); the `k` largest (the lower expert index first on ties)
+    /// go to ids[r, j] (expert index stored as a float, best first) and their p to weights[r, j];
+    /// then weights are divided by their sum when `normalize`, and multiplied by `scale`.
+    func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                 ids: BackendBuffer, weights: BackendBuffer) throws
+    /// destination row i = source row indices[i], rows of `width` values.
+    func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws
+    /// destination row indices[i] += factors[i] · source row i, in order of i, rows of `width` values.
+    func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                        width: Int) throws
     /// The index of the largest value of each row (the first one on ties).
     func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32]
     /// Waits until all enqueued work has finished.
@@ -215,6 +235,44 @@ extension Backend {
     public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         throw UnsupportedOpError(backend: name, op: .geglu, context: "a GeGLU feed-forward")
     }
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        throw UnsupportedOpError(backend: name, op: .moeGating, context: "a mixture-of-experts model")
+    }
+    public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .gatherRows, context: "a mixture-of-experts model")
+    }
+    public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                               width: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .scatterAddRows, context: "a mixture-of-experts model")
+    }
+}
+
+/// How a mixture-of-experts router turns scores into expert weights (llama.cpp's build_moe_ffn).
+public struct ExpertGating: Sendable, Equatable {
+    public enum Function: String, Sendable {
+        /// softmax over all experts (Mixtral, Qwen-MoE, OLMoE): `expert_gating_func` 1 or absent.
+        case softmax
+        /// independent sigmoid per expert (DeepSeek V3 style): `expert_gating_func` 2.
+        case sigmoid
+    }
+    public var function: Function
+    /// Experts chosen per token (`expert_used_count`).
+    public var k: Int
+    /// Divide the k weights by their sum (llama.cpp clamps the sum below at 6.1e-5).
+    public var normalize: Bool
+    /// Multiply the weights by this (`expert_weights_scale`; 1 when absent).
+    public var scale: Float
+
+    public init(function: Function, k: Int, normalize: Bool, scale: Float = 1) {
+        self.function = function
+        self.k = k
+        self.normalize = normalize
+        self.scale = scale
+    }
+
+    /// The smallest weight sum llama.cpp divides by (ggml_clamp(weights_sum, 6.103515625e-5, inf)).
+    public static let minimumWeightSum: Float = 6.103515625e-5
 }
 
 /// Raised when a plan needs an op the chosen backend lacks.

@@ -93,5 +93,18 @@ public final class ProfilingBackend: Backend {
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
         try timed("argmax") { try inner.argmax(buffer, rows: rows, width: width) }
     }
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        try timed("moeGate") { try inner.moeGate(logits, rows: rows, experts: experts, gating: gating, ids: ids, weights: weights) }
+    }
+    public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
+        try timed("gatherRows") { try inner.gatherRows(source, indices: indices, into: destination, width: width) }
+    }
+    public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                               width: Int) throws {
+        try timed("scatterAddRows") {
+            try inner.scatterAddRows(source, indices: indices, factors: factors, into: destination, width: width)
+        }
+    }
     public func synchronize() throws { try inner.synchronize() }
 }

@@ -20,6 +20,11 @@ enum Llama {
             config.layerWindows = Array(repeating: window, count: config.layers)
         }
 
+        // Mixtral: llama arch with experts, found by the router tensor. llama.cpp always
+        // renormalizes the top-k softmax weights here (there is no metadata key for it).
+        config.moe = try MoEConfig.read(gguf: gguf, architecture: "llama", dim: config.dim, normalizeByDefault: true)
+        config.moe?.gating.normalize = true
+
         let (embedding, output, norm) = try loader.embeddingAndOutput(config)
         let layers = try (0..<config.layers).map { try loader.standardLayer($0, config) }
         return (config, TransformerWeights(tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output))

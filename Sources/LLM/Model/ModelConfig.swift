@@ -25,6 +25,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var embeddingScale: Float?
     /// Multiplies q·k (default 1/√headDim).
     public var attentionScale: Float?
+    /// Sparse mixture-of-experts FFN (Model/MixtureOfExperts.swift); nil for dense models.
+    public var moe: MoEConfig?
 
     public func window(layer: Int) -> Int { layer < layerWindows.count ? layerWindows[layer] : 0 }
     public func rope(layer: Int) -> RopeParameters { window(layer: layer) > 0 ? (localRope ?? rope) : rope }

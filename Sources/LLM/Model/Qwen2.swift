@@ -5,13 +5,18 @@
 
 enum Qwen2 {
     static func load(gguf: GGUFFile, backend: Backend, architecture: String) throws -> (ModelConfig, TransformerWeights) {
-        let config = try ModelConfig(gguf: gguf, architecture: architecture, ropeStyle: .neox)
+        try load(config: ModelConfig(gguf: gguf, architecture: architecture, ropeStyle: .neox), gguf: gguf, backend: backend)
+    }
+
+    /// The qwen2/qwen3 decoder for `config` (QwenMoE.swift passes one with experts).
+    static func load(config: ModelConfig, gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
+        let architecture = config.architecture
         let loader = WeightLoader(gguf: gguf, backend: backend)
         let (embedding, output, norm) = try loader.embeddingAndOutput(config)
         let q = config.heads * config.headDim, kv = config.kvHeads * config.headDim
         let layers = try (0..<config.layers).map { i -> LayerWeights in
             var layer = try loader.standardLayer(i, config)
-            if architecture == "qwen3" {
+            if architecture.hasPrefix("qwen3") {
                 layer.qNorm = try loader.vector(loader.layer(i, "attn_q_norm"), width: config.headDim)
                 layer.kNorm = try loader.vector(loader.layer(i, "attn_k_norm"), width: config.headDim)
             } else {

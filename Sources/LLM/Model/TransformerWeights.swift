@@ -6,9 +6,10 @@ public struct LayerWeights {
     public let wv: BackendWeight              // [kvHeads · headDim, dim]
     public let wo: BackendWeight              // [dim, heads · headDim]
     public let ffnNorm: BackendWeight         // [1, dim] f32
-    public let ffnGate: BackendWeight         // [ffnDim, dim]
-    public let ffnUp: BackendWeight           // [ffnDim, dim]
-    public let ffnDown: BackendWeight         // [dim, ffnDim]
+    // The dense FFN; nil in a mixture-of-experts layer, which has `moe` instead.
+    public let ffnGate: BackendWeight?        // [ffnDim, dim]
+    public let ffnUp: BackendWeight?          // [ffnDim, dim]
+    public let ffnDown: BackendWeight?        // [dim, ffnDim]
     // Where families differ (nil when absent):
     public var qBias: BackendWeight? = nil            // [1, heads · headDim] (qwen2)
     public var kBias: BackendWeight? = nil            // [1, kvHeads · headDim]
@@ -17,9 +18,10 @@ public struct LayerWeights {
     public var kNorm: BackendWeight? = nil            // [1, headDim]
     public var postAttentionNorm: BackendWeight? = nil // [1, dim] (gemma)
     public var postFFNNorm: BackendWeight? = nil      // [1, dim] (gemma)
+    public var moe: MoELayerWeights? = nil            // routed experts (mixtral, qwen2moe, qwen3moe, olmoe)
 
     init(attentionNorm: BackendWeight, wq: BackendWeight, wk: BackendWeight, wv: BackendWeight, wo: BackendWeight,
-         ffnNorm: BackendWeight, ffnGate: BackendWeight, ffnUp: BackendWeight, ffnDown: BackendWeight) {
+         ffnNorm: BackendWeight, ffnGate: BackendWeight?, ffnUp: BackendWeight?, ffnDown: BackendWeight?) {
         self.attentionNorm = attentionNorm
         self.wq = wq
         self.wk = wk
@@ -31,9 +33,12 @@ public struct LayerWeights {
         self.ffnDown = ffnDown
     }
 
+    /// The weights one token reads: every dense matrix, and of an MoE layer the router and shared
+    /// expert (the routed experts it reads are `moe.expertBytes` for each of its k choices).
     var all: [BackendWeight] {
-        [attentionNorm, wq, wk, wv, wo, ffnNorm, ffnGate, ffnUp, ffnDown]
-            + [qBias, kBias, vBias, qNorm, kNorm, postAttentionNorm, postFFNNorm].compactMap { $0 }
+        [attentionNorm, wq, wk, wv, wo, ffnNorm]
+            + [ffnGate, ffnUp, ffnDown, qBias, kBias, vBias, qNorm, kNorm, postAttentionNorm, postFFNNorm].compactMap { $0 }
+            + (moe?.alwaysRead ?? [])
     }
 }
 
@@ -46,11 +51,20 @@ public struct TransformerWeights {
     public var tiedOutput: Bool { output === tokenEmbedding }
 
     /// Bytes of weights read to decode one token: every layer matrix once, the norms, the
-    /// output matrix, and one embedding row.
-    public var bytesPerDecodedToken: Int {
+    /// output matrix, and one embedding row. MoE layers count k average-sized experts (`expertsPerToken`).
+    public var bytesPerDecodedToken: Int { bytesPerDecodedToken(expertsPerToken: nil) }
+
+    /// As `bytesPerDecodedToken`, with `expertsPerToken` routed experts per MoE layer (nil: the model's k).
+    public func bytesPerDecodedToken(expertsPerToken k: Int?) -> Int {
         var total = output.byteCount + outputNorm.byteCount
         total += tokenEmbedding.byteCount / max(tokenEmbedding.rows, 1)
-        for l in layers { total += l.all.reduce(0) { $0 + $1.byteCount } }
+        for l in layers {
+            total += l.all.reduce(0) { $0 + $1.byteCount }
+            if let moe = l.moe, moe.experts > 0 {
+                let all = (0..<moe.experts).reduce(0) { $0 + moe.expertBytes($1) }
+                total += all * (k ?? moe.expertsPerToken) / moe.experts
+            }
+        }
         return total
     }
 }
@@ -80,8 +94,21 @@ struct WeightLoader {
     }
 
     /// The standard decoder layer every llama-like family shares; families then add their extras.
+    /// A layer with a router (`ffn_gate_inp`) gets routed experts instead of the dense FFN.
     func standardLayer(_ i: Int, _ c: ModelConfig) throws -> LayerWeights {
         let dim = c.dim, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
+        if let moe = try moeLayer(i, c) {
+            var layer = LayerWeights(
+                attentionNorm: try vector(layer(i, "attn_norm"), width: dim),
+                wq: try matrix(layer(i, "attn_q"), rows: q, columns: dim),
+                wk: try matrix(layer(i, "attn_k"), rows: kv, columns: dim),
+                wv: try matrix(layer(i, "attn_v"), rows: kv, columns: dim),
+                wo: try matrix(layer(i, "attn_output"), rows: dim, columns: q),
+                ffnNorm: try vector(layer(i, "ffn_norm"), width: dim),
+                ffnGate: nil, ffnUp: nil, ffnDown: nil)
+            layer.moe = moe
+            return layer
+        }
         return LayerWeights(
             attentionNorm: try vector(layer(i, "attn_norm"), width: dim),
             wq: try matrix(layer(i, "attn_q"), rows: q, columns: dim),

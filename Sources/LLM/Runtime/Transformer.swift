@@ -18,6 +18,15 @@ public final class InferenceSession {
 
     private let backend: Backend
     private let scratch: Scratch
+    /// Mixture-of-experts layers run through the host-side dispatcher (Runtime/ExpertDispatch.swift).
+    private let experts: ExpertDispatch?
+
+    /// Called once per MoE layer and batch with the router logits and the chosen experts
+    /// (`llm-gpu experts`). Setting it makes each MoE layer download its router logits.
+    public var routingObserver: ((RoutingEvent) -> Void)? {
+        get { experts?.observer }
+        set { experts?.observer = newValue }
+    }
 
     /// `contextLength` is the KV cache capacity in tokens.
     public convenience init(model: Model, contextLength: Int, batchSize: Int = 256) throws {
@@ -34,6 +43,7 @@ public final class InferenceSession {
         self.cache = try KVCache(backend: model.backend, layers: c.layers, capacity: contextLength,
                                  width: c.kvHeads * c.headDim)
         self.scratch = try Scratch(backend: model.backend, config: c, rows: rows)
+        self.experts = try c.moe.map { try ExpertDispatch(backend: model.backend, config: c, moe: $0, rows: rows) }
         try checkSupport()
     }
 
@@ -115,9 +125,14 @@ public final class InferenceSession {
             if let bias = layer.qBias { try b.addBias(s.q, bias: bias, rows: n) }
             if let bias = layer.kBias { try b.addBias(s.k, bias: bias, rows: n) }
             if let bias = layer.vBias { try b.addBias(s.v, bias: bias, rows: n) }
-            // Per-head norms: the rows are viewed as [n · heads, headDim].
-            if let norm = layer.qNorm { try b.rmsNorm(s.q, weight: norm, into: s.q, rows: n * c.heads, eps: c.normEps) }
-            if let norm = layer.kNorm { try b.rmsNorm(s.k, weight: norm, into: s.k, rows: n * c.kvHeads, eps: c.normEps) }
+            // q/k norms: per head (gemma3, qwen3: rows viewed as [n · heads, headDim]) or over the
+            // whole projection (olmoe: a [heads · headDim] weight); the weight's width says which.
+            if let norm = layer.qNorm {
+                try b.rmsNorm(s.q, weight: norm, into: s.q, rows: n * c.heads * c.headDim / norm.columns, eps: c.normEps)
+            }
+            if let norm = layer.kNorm {
+                try b.rmsNorm(s.k, weight: norm, into: s.k, rows: n * c.kvHeads * c.headDim / norm.columns, eps: c.normEps)
+            }
             try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: rope)
             try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: rope)
             try placement.store(b, layer: l, keys: s.k, values: s.v, rows: n)
@@ -128,13 +143,21 @@ public final class InferenceSession {
 
             // Feed-forward block: x += [postNorm] Wdown · (act(Wgate h) · Wup h), h = norm(x)
             try b.rmsNorm(s.x, weight: layer.ffnNorm, into: s.h, rows: n, eps: c.normEps)
-            try b.matmul(layer.ffnGate, s.h, into: s.gate, rows: n)
-            try b.matmul(layer.ffnUp, s.h, into: s.up, rows: n)
+            if let moe = layer.moe, let experts {
+                // Mixture of experts: the dispatcher adds Σ_k w_k · expert_k(h) into x itself.
+                try experts.run(moe, index: l, input: s.h, residual: s.x, rows: n)
+                continue
+            }
+            guard let ffnGate = layer.ffnGate, let ffnUp = layer.ffnUp, let ffnDown = layer.ffnDown else {
+                preconditionFailure("layer \(l) has neither a dense FFN nor experts")
+            }
+            try b.matmul(ffnGate, s.h, into: s.gate, rows: n)
+            try b.matmul(ffnUp, s.h, into: s.up, rows: n)
             switch c.ffnActivation {
             case .silu: try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
             case .geluTanh: try b.geglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
             }
-            try b.matmul(layer.ffnDown, s.gate, into: s.h, rows: n)
+            try b.matmul(ffnDown, s.gate, into: s.h, rows: n)
             if let norm = layer.postFFNNorm { try b.rmsNorm(s.h, weight: norm, into: s.h, rows: n, eps: c.normEps) }
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
         }
@@ -168,6 +191,7 @@ public final class InferenceSession {
         if c.embeddingScale != nil { needed.append(.scale) }
         if layer?.qBias != nil { needed.append(.addBias) }
         if c.layerWindows.contains(where: { $0 > 0 }) { needed.append(.slidingWindowAttention) }
+        if c.moe != nil { needed += ExpertDispatch.requiredOps }
         for op in needed where !backend.supports(op) {
             throw UnsupportedOpError(backend: backend.name, op: op, context: c.architecture)
         }
