@@ -9,6 +9,9 @@
 // pos of row r is pool row table[pos / blockSize] · blockSize + pos % blockSize. `start` carries
 // the block size. Each lane resolves the pool row of its position once per tile (keys) and
 // shares it through `poolRows` for the value pass.
+//
+// `window` > 0 (sliding-window layers): a query at position q sees only positions
+// ≥ max(0, q − window + 1), i.e. the last `window` of its `visible` ones; tiles start there.
 layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer K { float k[]; };
@@ -24,6 +27,7 @@ layout(push_constant) uniform Push {
     uint headDim;
     float scale;
     uint tableStride;   // PAGED: block ids per row record
+    uint window;        // 0: unlimited
 } p;
 
 shared float qs[256];
@@ -48,9 +52,10 @@ void main() {
 #else
     uint visible = p.start + r + 1u;
 #endif
+    uint first = (p.window > 0u && visible > p.window) ? visible - p.window : 0u;
     float m = -1e30, l = 0.0;
     float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
-    for (uint base = 0u; base < visible; base += 64u) {
+    for (uint base = first; base < visible; base += 64u) {
         uint pos = base + t;
         float s = -1e30;
 #ifdef PAGED

@@ -1,11 +1,17 @@
 #version 450
-// Element-wise ops over `count` values, one source: OP_ADD (out = a + b) or OP_SWIGLU
-// (out = silu(a) · b). out may alias a. Grid-stride loop, so any count fits the dispatch limit.
+// Element-wise ops over `count` values: OP_ADD (out = a + b), OP_SWIGLU (out = silu(a) · b),
+// OP_GEGLU (out = gelu_tanh(a) · b), OP_ADD_BIAS (out = a + b[i % width]: b is a [1, width]
+// bias broadcast over rows), OP_SCALE (out = a · factor; b unused). out may alias a.
+// Grid-stride loop, so any count fits the dispatch limit.
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
 layout(std430, set = 0, binding = 2) writeonly buffer O { float o[]; };
-layout(push_constant) uniform Push { uint count; } p;
+layout(push_constant) uniform Push {
+    uint count;
+    uint width;     // OP_ADD_BIAS: bias length
+    float factor;   // OP_SCALE
+} p;
 
 void main() {
     uint stride = gl_NumWorkGroups.x * 256u;
@@ -15,8 +21,19 @@ void main() {
 #elif defined(OP_SWIGLU)
         float g = a[i];
         o[i] = g / (1.0 + exp(-g)) * b[i];
+#elif defined(OP_GEGLU)
+        // ggml's gelu: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). GLSL's tanh overflows to NaN
+        // on some drivers for large |u| (exp(2u)/exp(2u)), so it is written as 1 − 2/(e^{2u} + 1).
+        float x = a[i];
+        float u = 0.7978845608 * (x + 0.044715 * x * x * x);
+        float th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+        o[i] = 0.5 * x * (1.0 + th) * b[i];
+#elif defined(OP_ADD_BIAS)
+        o[i] = a[i] + b[i % p.width];
+#elif defined(OP_SCALE)
+        o[i] = a[i] * p.factor;
 #else
-#error "define OP_ADD or OP_SWIGLU"
+#error "define OP_ADD, OP_SWIGLU, OP_GEGLU, OP_ADD_BIAS or OP_SCALE"
 #endif
     }
 }

@@ -143,11 +143,15 @@ public final class VulkanBackend: Backend {
     /// Dispatches recorded and command buffers submitted so far.
     public var statistics: (dispatches: Int, submits: Int) { (context.dispatchCount, context.submitCount) }
 
+    /// Exactly the ops implemented here. Ops added to `BackendOp` later are unsupported until
+    /// someone writes them (the MoE ops of issue #5 among them), so the fallback is false.
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.kernelSuffix(type) != nil
-        case .moeGating, .gatherRows, .scatterAddRows: return false   // MoE kernels not written yet (issue #5)
-        default: return true
+        case .rmsNorm, .rope(.normal), .rope(.neox), .attention, .slidingWindowAttention, .softmax, .swiglu, .geglu,
+             .add, .addBias, .scale, .copyRows, .argmax:
+            return true
+        default: return false
         }
     }
 
@@ -388,7 +392,7 @@ public final class VulkanBackend: Backend {
         guard rows > 0 else { return }
         try context.dispatch("attention", [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation)],
                              push: [UInt32(startPosition), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
-                                    shape.scale.bitPattern],
+                                    shape.scale.bitPattern, 0, UInt32(max(shape.window, 0))],
                              groups: (shape.heads, rows, 1))
     }
 
@@ -434,7 +438,7 @@ public final class VulkanBackend: Backend {
         try context.dispatch("attention_paged",
                              [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation), .read(tables)],
                              push: [UInt32(blockSize), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
-                                    shape.scale.bitPattern, UInt32(stride)],
+                                    shape.scale.bitPattern, UInt32(stride), UInt32(max(shape.window, 0))],
                              groups: (shape.heads, rows, 1))
     }
 
@@ -461,12 +465,40 @@ public final class VulkanBackend: Backend {
         try elementwise("add", vk(a), vk(b), vk(output), count: count)
     }
 
+    public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("geglu", vk(gate), vk(up), vk(output), count: count)
+    }
+
+    /// buffer[r, i] += bias[i]: the f32 [1, width] bias bound directly as the second operand.
+    public func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws {
+        let x = vk(buffer), b = weight(bias), width = b.columns
+        guard b.type == .f32, b.rows == 1, b.chunks.count == 1, width > 0 else {
+            throw VulkanError.unsupported("addBias with a \(b.type) [\(b.rows), \(b.columns)] bias (needs f32 [1, width])")
+        }
+        guard rows >= 0, rows * width <= x.count else {
+            throw VulkanError.invalidArgument("addBias of \(rows)×\(width) over '\(x.label)'")
+        }
+        guard rows > 0 else { return }
+        let count = rows * width
+        try context.dispatch("add_bias", [.read(x.allocation), .read(b.chunks[0].allocation), .write(x.allocation)],
+                             push: [UInt32(count), UInt32(width), 0], groups: (min(ceil(count, 256), 4096), 1, 1))
+    }
+
+    public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {
+        let x = vk(buffer)
+        guard count >= 0, count <= x.count else { throw VulkanError.invalidArgument("scale of \(count) values over '\(x.label)'") }
+        guard count > 0 else { return }
+        try context.dispatch("scale", [.read(x.allocation), .read(x.allocation), .write(x.allocation)],
+                             push: [UInt32(count), 1, factor.bitPattern], groups: (min(ceil(count, 256), 4096), 1, 1))
+    }
+
     private func elementwise(_ kernel: String, _ a: VulkanBuffer, _ b: VulkanBuffer, _ out: VulkanBuffer, count: Int) throws {
-        guard count <= min(a.count, b.count, out.count) else {
+        guard count >= 0, count <= min(a.count, b.count, out.count) else {
             throw VulkanError.invalidArgument("\(kernel) of \(count) values over '\(a.label)', '\(b.label)' into '\(out.label)'")
         }
+        guard count > 0 else { return }
         try context.dispatch(kernel, [.read(a.allocation), .read(b.allocation), .write(out.allocation)],
-                             push: [UInt32(count)], groups: (min(ceil(count, 256), 4096), 1, 1))
+                             push: [UInt32(count), 1, 0], groups: (min(ceil(count, 256), 4096), 1, 1))
     }
 
     public func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws {
