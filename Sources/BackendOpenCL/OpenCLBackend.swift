@@ -103,11 +103,15 @@ public final class OpenCLBackend: Backend {
     /// Bytes of device memory allocated through this process's backends on this device.
     public var allocatedBytes: Int { runtime.ledger.usedBytes }
 
+    /// The weight formats the matmul and embedding kernels read in place from their GGUF blocks:
+    /// the core set plus Q5_0, Q5_1 and the K-quants Q4_K, Q5_K, Q6_K.
+    public static let weightTypes: Set<GGMLType> = Quantization.supportedWeightTypes.union([.q5_0, .q5_1, .q4_K, .q5_K, .q6_K])
+
     /// Only ops with an OpenCL kernel here: an op added to the protocol later is unsupported
     /// (and so refused by the plan) until this backend implements it.
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
-        case .matmul(let type), .embedding(let type): return Quantization.supportedWeightTypes.contains(type)
+        case .matmul(let type), .embedding(let type): return Self.weightTypes.contains(type)
         case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax,
              .addBias, .scale, .geglu, .slidingWindowAttention: return true
         default: return false
@@ -221,7 +225,8 @@ public final class OpenCLBackend: Backend {
             // Mat-vec: `tpr` work-items per output row stride over its units (blocks, or elements
             // for float types) and reduce in local memory; `rpg` rows per work-group.
             let k = try kernel("matvec_\(suffix)")
-            let units = w.type.blockSize == 32 ? w.columns / 32 : w.columns
+            // Block types in 32-element units (a K-quant block is 8 of them), float types by element.
+            let units = w.type.blockSize == 1 ? w.columns : w.columns / 32
             let limit = floorPowerOfTwo(min(k.maxWorkGroupSize, cpuDevice ? 32 : 128))
             let tpr = min(limit, floorPowerOfTwo(max(threadsPerRow, 1)), ceilPowerOfTwo(max(units, 1)))
             let rpg = max(1, min(limit / tpr, ceilPowerOfTwo(w.rows)))
@@ -529,6 +534,11 @@ public final class OpenCLBackend: Backend {
         case .q8_0: return "q8_0"
         case .q4_0: return "q4_0"
         case .q4_1: return "q4_1"
+        case .q5_0: return "q5_0"
+        case .q5_1: return "q5_1"
+        case .q4_K: return "q4_K"
+        case .q5_K: return "q5_K"
+        case .q6_K: return "q6_K"
         default: return "unsupported"
         }
     }

@@ -54,9 +54,9 @@ final class OpenCLBackendTests: XCTestCase {
 
     func testUnsupportedWeightTypeIsAnError() throws {
         let backend = try backend()
-        XCTAssertFalse(backend.supports(.matmul(.q4_K)))
-        let bytes = [UInt8](repeating: 0, count: GGMLType.q4_K.typeSize)
-        let w = try makeWeight(backend, "k", .q4_K, rows: 1, columns: 256, bytes: bytes)
+        XCTAssertFalse(backend.supports(.matmul(.q2_K)))
+        let bytes = [UInt8](repeating: 0, count: GGMLType.q2_K.typeSize)
+        let w = try makeWeight(backend, "k", .q2_K, rows: 1, columns: 256, bytes: bytes)
         let x = try backend.makeBuffer(count: 256, label: "x"), y = try backend.makeBuffer(count: 1, label: "y")
         XCTAssertThrowsError(try backend.matmul(w, x, into: y, rows: 1)) { XCTAssertTrue($0 is UnsupportedOpError, "\($0)") }
     }
