@@ -107,6 +107,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case contextTooSmall(requested: Int)
     case contextTooLarge(context: Int, bytes: Int, available: UInt64, backend: String)
     case promptTooLong(tokens: Int, context: Int)
+    case rewoundTooFar(position: Int)
     case emptyPrompt
     case tokenOutOfRange(token: Int, vocabularySize: Int)
 
@@ -126,6 +127,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "a KV cache for --context \(context) needs \(bytes / (1 << 20)) MiB, more than the \(backend) device's \(available / (1 << 20)) MiB; lower --context"
         case let .promptTooLong(tokens, context):
             return "prompt of \(tokens) tokens does not fit the context of \(context) tokens (raise --context or shorten the prompt)"
+        case .rewoundTooFar(let position):
+            return "cannot continue at position \(position): the sliding-window cache was rewound past what it keeps; reset it"
         case .emptyPrompt:
             return "the prompt is empty: nothing to evaluate"
         case let .tokenOutOfRange(token, size):

@@ -41,7 +41,7 @@ public final class InferenceSession {
         self.backend = model.backend
         self.batchSize = rows
         self.cache = try KVCache(backend: model.backend, layers: c.layers, capacity: contextLength,
-                                 width: c.kvHeads * c.headDim)
+                                 width: c.kvHeads * c.headDim, windows: c.layerWindows, batch: rows)
         self.scratch = try Scratch(backend: model.backend, config: c, rows: rows)
         self.experts = try c.moe.map { try ExpertDispatch(backend: model.backend, config: c, moe: $0, rows: rows) }
         try checkSupport()
@@ -63,6 +63,7 @@ public final class InferenceSession {
         for t in tokens where t < 0 || Int(t) >= vocab {
             throw ModelError.tokenOutOfRange(token: Int(t), vocabularySize: vocab)
         }
+        guard cache.canAttend() else { throw ModelError.rewoundTooFar(position: cache.count) }
         // `.tail(from: k)` over several chunks is computed as `.all` rows k..< per chunk.
         let firstRow: Int? = switch request {
         case .last: nil
@@ -217,8 +218,15 @@ enum KVPlacement {
     func store(_ b: Backend, layer: Int, keys: BackendBuffer, values: BackendBuffer, rows: Int) throws {
         switch self {
         case let .contiguous(cache, start):
-            try b.copyRows(keys, sourceRow: 0, into: cache.keys[layer], destinationRow: start, rows: rows, width: cache.width)
-            try b.copyRows(values, sourceRow: 0, into: cache.values[layer], destinationRow: start, rows: rows, width: cache.width)
+            let ring = cache.rings[layer] ?? .max
+            // Rows land at position mod ring: at most two copies where the ring wraps.
+            var r = 0
+            while r < rows {
+                let row = (start + r) % ring, run = min(rows - r, ring - row)
+                try b.copyRows(keys, sourceRow: r, into: cache.keys[layer], destinationRow: row, rows: run, width: cache.width)
+                try b.copyRows(values, sourceRow: r, into: cache.values[layer], destinationRow: row, rows: run, width: cache.width)
+                r += run
+            }
         case let .paged(pool, layout, positions):
             // Consecutive rows landing in consecutive physical rows move as one copy.
             var r = 0
@@ -237,8 +245,17 @@ enum KVPlacement {
     func attend(_ b: Backend, layer: Int, query: BackendBuffer, into output: BackendBuffer, rows: Int, shape: AttentionShape) throws {
         switch self {
         case let .contiguous(cache, start):
-            try b.attention(query: query, keys: cache.keys[layer], values: cache.values[layer], into: output,
-                            rows: rows, startPosition: start, shape: shape)
+            if let ring = cache.rings[layer] {
+                // A ring is a paged layout with one block of `ring` rows repeated: position p → row p mod ring.
+                let blocks = (start + rows + ring - 1) / ring
+                let layout = PagedLayout(blockSize: ring, tables: Array(repeating: Array(repeating: 0, count: blocks), count: rows),
+                                         lengths: Array((start + 1)...(start + rows)))
+                try b.pagedAttention(query: query, keys: cache.keys[layer], values: cache.values[layer], into: output,
+                                     rows: rows, layout: layout, shape: shape)
+            } else {
+                try b.attention(query: query, keys: cache.keys[layer], values: cache.values[layer], into: output,
+                                rows: rows, startPosition: start, shape: shape)
+            }
         case let .paged(pool, layout, _):
             try b.pagedAttention(query: query, keys: pool.keys[layer], values: pool.values[layer], into: output,
                                  rows: rows, layout: layout, shape: shape)
