@@ -163,6 +163,11 @@ public final class VulkanBackend: Backend {
         case .q8_0: return "q8_0"
         case .q4_0: return "q4_0"
         case .q4_1: return "q4_1"
+        case .q5_0: return "q5_0"
+        case .q5_1: return "q5_1"
+        case .q4_K: return "q4_k"
+        case .q5_K: return "q5_k"
+        case .q6_K: return "q6_k"
         default: return nil
         }
     }

@@ -131,7 +131,9 @@ final class VulkanBackendTests: XCTestCase {
         XCTAssertThrowsError(try vk.attention(query: q, keys: q, values: q, into: q, rows: 1, startPosition: 0, shape: shape))
         XCTAssertEqual("\(VulkanError.call("vkAllocateMemory", result: "VK_ERROR_OUT_OF_DEVICE_MEMORY"))",
                        "vkAllocateMemory failed: VK_ERROR_OUT_OF_DEVICE_MEMORY")
-        XCTAssertFalse(vk.supports(.matmul(.q4_K)))
+        XCTAssertFalse(vk.supports(.matmul(.q2_K)))
+        XCTAssertTrue(vk.supports(.matmul(.q4_K)))
+        XCTAssertFalse(vk.supports(.moeGating))
         XCTAssertTrue(vk.supports(.matmul(.q4_1)))
     }
 
