@@ -162,3 +162,18 @@ extension CLITests {
         }
     }
 }
+
+extension CLITests {
+    /// --profile wraps the backend; every op of every family must pass through the wrapper.
+    func testProfileRunsEveryFamily() throws {
+        var models = [Fixtures.tiny("tiny-llama-q8_0.gguf"), Fixtures.tiny("tiny-moe-q8_0.gguf")]
+        for golden in [RealModelGolden.gemma3, RealModelGolden.qwen25] {
+            if let path = try? golden.path() { models.append(path) }
+        }
+        for model in models {
+            let result = try run(["run", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "2", "--profile"])
+            XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("profile of run"), result.stderr)
+        }
+    }
+}

@@ -84,6 +84,15 @@ public final class ProfilingBackend: Backend {
     public func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         try timed("swiglu") { try inner.swiglu(gate: gate, up: up, into: output, count: count) }
     }
+    public func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws {
+        try timed("addBias") { try inner.addBias(buffer, bias: bias, rows: rows) }
+    }
+    public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {
+        try timed("scale") { try inner.scale(buffer, by: factor, count: count) }
+    }
+    public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try timed("geglu") { try inner.geglu(gate: gate, up: up, into: output, count: count) }
+    }
     public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         try timed("add") { try inner.add(a, b, into: output, count: count) }
     }
