@@ -27,6 +27,10 @@ enum ConformanceBackends {
             return try OpenCLBackend(deviceIndex: openCLDeviceFromEnvironment)
         } catch OpenCLError.noPlatform {
             throw BackendUnavailable(reason: "no OpenCL platform installed (install pocl-opencl-icd to run these cases)")
+        } catch let error as OpenCLError {
+            // No loader (libOpenCL.so.1) or no device: this machine cannot run OpenCL at all.
+            if case .noDevice = error { throw BackendUnavailable(reason: "\(error)") }
+            throw error
         }
     }
 
