@@ -299,7 +299,10 @@ public final class VulkanBackend: Backend {
         // largest a driver uses, so real subgroups are never fewer), or 4 × 16 lanes.
         let rowsPerGroup = subgroupMatmul ? max(1, 64 / context.info.subgroupSize) : 4
         for chunk in w.chunks {
-            try context.dispatch(kernel, [.read(chunk.allocation), .read(x.allocation), .write(y.allocation)],
+            // x and y bound only as far as these rows reach: a logits buffer sized for a whole
+            // prompt batch may exceed maxStorageBufferRange while one row of it does not.
+            try context.dispatch(kernel, [.read(chunk.allocation), .read(x.allocation, bytes: rows * w.columns * 4),
+                                          .write(y.allocation, bytes: rows * w.rows * 4)],
                                  push: [UInt32(w.columns), UInt32(chunk.rows), UInt32(rows), UInt32(w.rowBytes),
                                         UInt32(w.rows), UInt32(chunk.firstRow)],
                                  groups: (ceil(chunk.rows, rowsPerGroup), ceil(rows, tokensPerGroup), 1))
@@ -510,7 +513,7 @@ public final class VulkanBackend: Backend {
         let x = vk(buffer)
         guard rows * width <= x.count else { throw VulkanError.invalidArgument("softmax of \(rows)×\(width) over '\(x.label)'") }
         guard width > 0 else { return }
-        try context.dispatch("softmax", [.write(x.allocation)], push: [UInt32(width)], groups: (rows, 1, 1))
+        try context.dispatch("softmax", [.write(x.allocation, bytes: rows * width * 4)], push: [UInt32(width)], groups: (rows, 1, 1))
     }
 
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
@@ -518,7 +521,7 @@ public final class VulkanBackend: Backend {
         guard rows * width <= x.count, width > 0 else { throw VulkanError.invalidArgument("argmax of \(rows)×\(width) over '\(x.label)'") }
         guard rows > 0 else { return [] }
         let result = try results.ensure(bytes: rows * 4)
-        try context.dispatch("argmax", [.read(x.allocation), .write(result)], push: [UInt32(width)], groups: (rows, 1, 1))
+        try context.dispatch("argmax", [.read(x.allocation, bytes: rows * width * 4), .write(result)], push: [UInt32(width)], groups: (rows, 1, 1))
         try context.flush()
         let ids = result.mapped!.bindMemory(to: UInt32.self, capacity: rows)
         return (0..<rows).map { Int32(bitPattern: ids[$0]) }

@@ -11,12 +11,19 @@ struct DeviceAllocation {
     let label: String
 }
 
-/// A storage-buffer binding of a dispatch: the whole allocation, read or written.
+/// A storage-buffer binding of a dispatch: the allocation from offset 0, read or written, either
+/// whole or only the first `bytes` an op touches (so a large buffer, a [batch, vocab] logits
+/// buffer say, can still be bound when the op uses less than maxStorageBufferRange of it).
 struct Binding {
     let allocation: DeviceAllocation
     let writes: Bool
-    static func read(_ a: DeviceAllocation) -> Binding { Binding(allocation: a, writes: false) }
-    static func write(_ a: DeviceAllocation) -> Binding { Binding(allocation: a, writes: true) }
+    var bytes: Int
+    static func read(_ a: DeviceAllocation, bytes: Int? = nil) -> Binding {
+        Binding(allocation: a, writes: false, bytes: min(bytes ?? a.size, a.size))
+    }
+    static func write(_ a: DeviceAllocation, bytes: Int? = nil) -> Binding {
+        Binding(allocation: a, writes: true, bytes: min(bytes ?? a.size, a.size))
+    }
 }
 
 /// The device, its queue and everything created once and reused: pipelines (lazily, one per
@@ -339,10 +346,10 @@ final class VulkanContext {
     }
 
     private func descriptorSet(_ bindings: [Binding]) throws -> VkDescriptorSet {
-        let key = SetKey(buffers: bindings.map(\.allocation.buffer), sizes: bindings.map(\.allocation.size))
+        let key = SetKey(buffers: bindings.map(\.allocation.buffer), sizes: bindings.map(\.bytes))
         if let entry = descriptorSets[key] { return entry.set }
-        for b in bindings where b.allocation.size > info.maxStorageBufferRange {
-            throw VulkanError.tooLarge(what: "binding buffer '\(b.allocation.label)'", bytes: b.allocation.size,
+        for b in bindings where b.bytes > info.maxStorageBufferRange {
+            throw VulkanError.tooLarge(what: "binding buffer '\(b.allocation.label)'", bytes: b.bytes,
                                        limit: info.maxStorageBufferRange, limitName: "maxStorageBufferRange")
         }
         var layout: VkDescriptorSetLayout? = try setLayout(bindings: bindings.count)
@@ -356,7 +363,7 @@ final class VulkanContext {
         }
         try vkCheck(result, "vkAllocateDescriptorSets")
 
-        let infos = bindings.map { VkDescriptorBufferInfo(buffer: $0.allocation.buffer, offset: 0, range: VkDeviceSize($0.allocation.size)) }
+        let infos = bindings.map { VkDescriptorBufferInfo(buffer: $0.allocation.buffer, offset: 0, range: VkDeviceSize(max($0.bytes, 4))) }
         infos.withUnsafeBufferPointer { infoPointer in
             let writes = (0..<bindings.count).map { i -> VkWriteDescriptorSet in
                 var w = VkWriteDescriptorSet()
