@@ -13,7 +13,7 @@ final class DeviceRuntime: @unchecked Sendable {
     let tile: Int
 
     /// Kernel files in the order they are concatenated into one program.
-    static let kernelFiles = ["common.cl", "quant.cl", "matmul.cl", "attention.cl", "ops.cl"]
+    static let kernelFiles = ["common.cl", "quant.cl", "matmul.cl", "attention.cl", "ops.cl", "moe.cl"]
     /// Local memory the kernels need at the least (attention with head dim 256 and 64 work-items, tiles of 16).
     static let minimumLocalMemory = 8 * 1024
 

@@ -113,7 +113,7 @@ public final class OpenCLBackend: Backend {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.weightTypes.contains(type)
         case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax,
-             .addBias, .scale, .geglu, .slidingWindowAttention: return true
+             .addBias, .scale, .geglu, .slidingWindowAttention, .moeGating, .gatherRows, .scatterAddRows: return true
         default: return false
         }
     }
@@ -440,6 +440,69 @@ public final class OpenCLBackend: Backend {
         let k = try kernel("softmax_rows"), local = rowLocalSize(k, width: width)
         try k.set([.buffer(cl(buffer).handle), .int(Int32(width)), .local(local * 4)])
         try launch(k, global: [local * rows], local: [local])
+    }
+
+    /// The most experts `moe_gate` routes over (its per-row scores live in local memory).
+    public static let maximumExperts = 256
+
+    /// One work-group per row (moe.cl): scores, a k-pass work-group top-k, the weights. Ids and
+    /// weights stay on the device; nothing waits for the queue.
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        guard rows > 0 else { return }
+        let k = gating.k
+        guard experts >= 1, experts <= Self.maximumExperts, k >= 1, k <= experts else {
+            throw OpenCLError.invalidArgument("moeGate: top-\(k) of \(experts) experts (1 ≤ k ≤ experts ≤ \(Self.maximumExperts))")
+        }
+        try requireCapacity(logits, rows * experts, "moeGate logits")
+        try requireCapacity(ids, rows * k, "moeGate ids")
+        try requireCapacity(weights, rows * k, "moeGate weights")
+        let kernel = try kernel("moe_gate")
+        let local = min(floorPowerOfTwo(kernel.maxWorkGroupSize), ceilPowerOfTwo(experts), device.type == "CPU" ? 16 : 64)
+        try kernel.set([.buffer(cl(logits).handle), .int(Int32(experts)), .int(Int32(k)),
+                        .int(gating.function == .sigmoid ? 1 : 0), .int(gating.normalize ? 1 : 0),
+                        .float(ExpertGating.minimumWeightSum), .float(gating.scale),
+                        .buffer(cl(ids).handle), .buffer(cl(weights).handle)])
+        try launch(kernel, global: [local * rows], local: [local])
+    }
+
+    public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
+        guard !indices.isEmpty, width > 0 else { return }
+        let sourceRows = source.count / width
+        guard indices.allSatisfy({ $0 >= 0 && Int($0) < sourceRows }) else {
+            throw OpenCLError.invalidArgument("gatherRows: an index of \(indices) is outside the \(sourceRows) rows of '\(source.label)'")
+        }
+        try requireCapacity(destination, indices.count * width, "gatherRows")
+        var table = indices
+        let tableBuffer = try hostCopy(&table, label: "gather indices")
+        let k = try kernel("gather_rows"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 64)
+        try k.set([.buffer(cl(source).handle), .buffer(tableBuffer.handle), .buffer(cl(destination).handle), .int(Int32(width))])
+        try launch(k, global: [roundUp(width, local), indices.count], local: [local, 1])
+    }
+
+    /// Distinct indices (an expert's tokens, always so in the engine) add every row at once;
+    /// repeated ones add row by row per column, in order, so the sums round as the oracle's do.
+    public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                               width: Int) throws {
+        guard indices.count == factors.count else {
+            throw OpenCLError.invalidArgument("scatterAddRows: \(indices.count) indices but \(factors.count) factors")
+        }
+        guard !indices.isEmpty, width > 0 else { return }
+        let destinationRows = destination.count / width
+        guard indices.allSatisfy({ $0 >= 0 && Int($0) < destinationRows }) else {
+            throw OpenCLError.invalidArgument("scatterAddRows: an index of \(indices) is outside the \(destinationRows) rows of '\(destination.label)'")
+        }
+        try requireCapacity(source, indices.count * width, "scatterAddRows")
+        let count = indices.count
+        let distinct = Set(indices).count == count
+        // One small buffer: the row indices, then the factors' bit patterns.
+        var table = indices + factors.map { Int32(bitPattern: $0.bitPattern) }
+        let tableBuffer = try hostCopy(&table, label: "scatter indices")
+        let k = try kernel("scatter_add_rows"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 64)
+        let stride = distinct ? count : 1
+        try k.set([.buffer(cl(source).handle), .buffer(tableBuffer.handle), .buffer(cl(destination).handle),
+                   .int(Int32(width)), .int(Int32(count)), .int(Int32(stride))])
+        try launch(k, global: [roundUp(width, local), stride], local: [local, 1])
     }
 
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
