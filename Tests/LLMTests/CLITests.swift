@@ -5,39 +5,10 @@ import LLM
 /// The `llm-gpu` executable as a user meets it: bad input is one line on stderr and a
 /// non-zero exit, never a crash or a stack trace.
 final class CLITests: XCTestCase {
-    struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    /// The built executable sits beside the test bundle in the build folder.
-    private func executable() throws -> URL {
-        let candidates = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            + Bundle.allBundles.map(\.bundleURL)
-        for dir in candidates {
-            for base in [dir, dir.deletingLastPathComponent()] {
-                let url = base.appendingPathComponent("llm-gpu")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-        }
-        throw XCTSkip("llm-gpu executable not found beside the tests (looked in \(candidates.map(\.path)))")
-    }
+    typealias Result = LLMGPUExecutable.Result
 
     private func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Result {
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        try LLMGPUExecutable.run(arguments, environment: environment)
     }
 
     private func temporaryFile(_ bytes: [UInt8], name: String = "model.gguf") throws -> String {

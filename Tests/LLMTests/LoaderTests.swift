@@ -6,46 +6,17 @@ import XCTest
 /// (LLM_GPU_OPENCL_LIBRARY, LLM_GPU_VULKAN_LIBRARY) at files that do not exist: the GPU
 /// backends must fail with one clear line naming the loader, and the CPU backend must still run.
 final class LoaderTests: XCTestCase {
-    private struct Result {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
+    private typealias Result = LLMGPUExecutable.Result
 
     private static let missingOpenCL = "/nonexistent-llm-gpu-test/libOpenCL.so.1"
     private static let missingVulkan = "/nonexistent-llm-gpu-test/libvulkan.so.1"
-
-    /// The built executable sits beside the test bundle in the build folder (as in CLITests).
-    private func executable() throws -> URL {
-        let candidates = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            + Bundle.allBundles.map(\.bundleURL)
-        for dir in candidates {
-            for base in [dir, dir.deletingLastPathComponent()] {
-                let url = base.appendingPathComponent("llm-gpu")
-                if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-            }
-        }
-        throw XCTSkip("llm-gpu executable not found beside the tests (looked in \(candidates.map(\.path)))")
-    }
 
     /// Runs llm-gpu with both loaders pointed at missing files.
     private func runWithoutLoaders(_ arguments: [String]) throws -> Result {
         var environment = ProcessInfo.processInfo.environment
         environment["LLM_GPU_OPENCL_LIBRARY"] = Self.missingOpenCL
         environment["LLM_GPU_VULKAN_LIBRARY"] = Self.missingVulkan
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = arguments
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
+        return try LLMGPUExecutable.run(arguments, environment: environment)
     }
 
     private func assertOneLineError(_ result: Result, mentions fragments: [String], file: StaticString = #filePath, line: UInt = #line) {

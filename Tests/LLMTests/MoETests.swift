@@ -285,25 +285,8 @@ final class MoETests: XCTestCase {
     }
 
     private func runCLI(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let candidates = [Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-            + Bundle.allBundles.map(\.bundleURL)
-        var executable: URL?
-        for dir in candidates {
-            for base in [dir, dir.deletingLastPathComponent()] {
-                let url = base.appendingPathComponent("llm-gpu")
-                if FileManager.default.isExecutableFile(atPath: url.path) { executable = url }
-            }
-        }
-        let process = Process()
-        process.executableURL = try XCTUnwrap(executable, "llm-gpu executable not found beside the tests")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile(), stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        let result = try LLMGPUExecutable.run(arguments)
+        return (result.status, result.stdout, result.stderr)
     }
 
     private func write(_ builder: GGUFBuilder) throws -> String {
