@@ -93,6 +93,11 @@ public final class VulkanBackend: Backend {
     private var inverseFrequencies: [String: DeviceAllocation] = [:]
     private let pagedTables: CommandOrderedTable
     private let ropePositions: CommandOrderedTable
+    /// gatherRows/scatterAddRows: the row indices (an expert's tokens: the gather and the
+    /// scatter-add after it pass the same list, so the second binds the words already there) and
+    /// the scatter factors.
+    private let moeIndices: CommandOrderedTable
+    private let moeFactors: CommandOrderedTable
     /// Uploads up to this size are recorded in command order (vkCmdUpdateBuffer); larger ones
     /// finish the recorded work and write the memory directly.
     private let inlineUploadLimit = 256 * 1024
@@ -111,6 +116,8 @@ public final class VulkanBackend: Backend {
         staging = GrowingBuffer(context: context, kind: .host, label: "staging")
         pagedTables = CommandOrderedTable(context: context, label: "paged.tables")
         ropePositions = CommandOrderedTable(context: context, label: "rope.positions")
+        moeIndices = CommandOrderedTable(context: context, label: "moe.indices")
+        moeFactors = CommandOrderedTable(context: context, label: "moe.factors")
         let info = context.info
         subgroupMatmul = info.subgroupArithmetic && info.subgroupSize >= 1 && info.subgroupSize <= 64
     }
@@ -144,12 +151,12 @@ public final class VulkanBackend: Backend {
     public var statistics: (dispatches: Int, submits: Int) { (context.dispatchCount, context.submitCount) }
 
     /// Exactly the ops implemented here. Ops added to `BackendOp` later are unsupported until
-    /// someone writes them (the MoE ops of issue #5 among them), so the fallback is false.
+    /// someone writes them, so the fallback is false.
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.kernelSuffix(type) != nil
         case .rmsNorm, .rope(.normal), .rope(.neox), .attention, .slidingWindowAttention, .softmax, .swiglu, .geglu,
-             .add, .addBias, .scale, .copyRows, .argmax:
+             .add, .addBias, .scale, .copyRows, .argmax, .moeGating, .gatherRows, .scatterAddRows:
             return true
         default: return false
         }
@@ -514,6 +521,69 @@ public final class VulkanBackend: Backend {
         guard rows * width <= x.count else { throw VulkanError.invalidArgument("softmax of \(rows)×\(width) over '\(x.label)'") }
         guard width > 0 else { return }
         try context.dispatch("softmax", [.write(x.allocation, bytes: rows * width * 4)], push: [UInt32(width)], groups: (rows, 1, 1))
+    }
+
+    // MARK: Mixture of experts
+
+    /// The most experts `moe_gate` routes over (its per-row scores live in shared memory).
+    public static let maximumExperts = 256
+
+    /// One workgroup per row (moe.comp, MOE_GATE): scores, a rank-based top-k, the weights.
+    /// Ids and weights stay on the device; nothing is submitted.
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        let x = vk(logits), i = vk(ids), w = vk(weights), k = gating.k
+        guard experts >= 1, experts <= Self.maximumExperts, k >= 1, k <= experts else {
+            throw VulkanError.unsupported("moeGate: top-\(k) of \(experts) experts (1 ≤ k ≤ experts ≤ \(Self.maximumExperts))")
+        }
+        guard rows >= 0, rows * experts <= x.count, rows * k <= min(i.count, w.count) else {
+            throw VulkanError.invalidArgument("moeGate of \(rows)×\(experts) top-\(k) over '\(x.label)' into '\(i.label)', '\(w.label)'")
+        }
+        guard rows > 0 else { return }
+        try context.dispatch("moe_gate", [.read(x.allocation, bytes: rows * experts * 4), .write(i.allocation, bytes: rows * k * 4),
+                                          .write(w.allocation, bytes: rows * k * 4)],
+                             push: [UInt32(experts), UInt32(k), gating.function == .sigmoid ? 1 : 0, gating.normalize ? 1 : 0,
+                                    ExpertGating.minimumWeightSum.bitPattern, gating.scale.bitPattern],
+                             groups: (rows, 1, 1))
+    }
+
+    public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
+        let s = vk(source), d = vk(destination)
+        guard width >= 0, indices.count * width <= d.count else {
+            throw VulkanError.invalidArgument("gatherRows of \(indices.count)×\(width) into '\(d.label)'")
+        }
+        guard !indices.isEmpty, width > 0 else { return }
+        let sourceRows = s.count / width
+        if let bad = indices.first(where: { $0 < 0 || Int($0) >= sourceRows }) {
+            throw VulkanError.invalidArgument("gatherRows: index \(bad) outside the \(sourceRows) rows of '\(s.label)'")
+        }
+        let table = try moeIndices.upload(indices.map { UInt32($0) }, context: context)
+        try context.dispatch("gather_rows", [.read(s.allocation), .read(table), .write(d.allocation, bytes: indices.count * width * 4)],
+                             push: [UInt32(width), UInt32(indices.count), 0], groups: (ceil(width, 64), indices.count, 1))
+    }
+
+    /// Distinct indices (an expert's tokens, always so in the engine) add every row at once;
+    /// repeated ones add row by row per column, in order, so the sums round as the oracle's do.
+    public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
+                               width: Int) throws {
+        let s = vk(source), d = vk(destination)
+        guard indices.count == factors.count else {
+            throw VulkanError.invalidArgument("scatterAddRows: \(indices.count) indices but \(factors.count) factors")
+        }
+        guard width >= 0, indices.count * width <= s.count else {
+            throw VulkanError.invalidArgument("scatterAddRows of \(indices.count)×\(width) from '\(s.label)'")
+        }
+        guard !indices.isEmpty, width > 0 else { return }
+        let destinationRows = d.count / width
+        if let bad = indices.first(where: { $0 < 0 || Int($0) >= destinationRows }) {
+            throw VulkanError.invalidArgument("scatterAddRows: index \(bad) outside the \(destinationRows) rows of '\(d.label)'")
+        }
+        let count = indices.count, stride = Set(indices).count == count ? count : 1
+        let table = try moeIndices.upload(indices.map { UInt32($0) }, context: context)
+        let scales = try moeFactors.upload(factors.map(\.bitPattern), context: context)
+        try context.dispatch("scatter_add_rows", [.read(s.allocation, bytes: count * width * 4), .read(table), .write(d.allocation),
+                                                  .read(scales)],
+                             push: [UInt32(width), UInt32(count), UInt32(stride)], groups: (ceil(width, 64), stride, 1))
     }
 
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
