@@ -100,6 +100,7 @@ enum DotKernels {
         case .q8_0: return dotQ8_0(row, x, columns / 32)
         case .q4_0: return dotQ4_0(row, x, columns / 32)
         case .q4_1: return dotQ4_1(row, x, columns / 32)
+        case .q5_0: return dotQ5_0(row, x, columns / 32)
         default: return dotViaDequantize(type, row, x, columns)
         }
     }
@@ -181,6 +182,38 @@ enum DotKernels {
         return (accD + accM).sum()
     }
 
+    /// block_q5_0 { half d; u32 qh; uint8 qs[16] }: like Q4_0 with a 5th bit from qh and an offset of 16.
+    static func dotQ5_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
+        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
+        for b in 0..<blocks {
+            let block = row + b * 22
+            let (hlo, hhi) = q5HighBits(block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
+            let q = block.loadUnaligned(fromByteOffset: 6, as: SIMD16<UInt8>.self)
+            let xs = x + b * 32
+            let x0 = load16(xs), x1 = load16(xs + 16)
+            let d = halfAt(block)
+            accD += SIMD16(repeating: d) * ((floats(q & 0x0F) + hlo) * x0 + (floats(q &>> 4) + hhi) * x1)
+            accM += SIMD16(repeating: -16 * d) * (x0 + x1)
+        }
+        return (accD + accM).sum()
+    }
+
+    private static let laneShifts = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+    /// 16 · bit j of qh in lane j (elements 0..<16), and 16 · bit j + 16 (elements 16..<32), as floats:
+    /// one variable shift of the broadcast word per half, no per-lane loop over bits.
+    @inline(__always)
+    static func q5HighBits(_ qh: UInt32) -> (SIMD16<Float>, SIMD16<Float>) {
+        let word = SIMD16<UInt32>(repeating: qh)
+        let lo = (word &>> laneShifts) & 1, hi = (word &>> (laneShifts &+ 16)) & 1
+        var l = SIMD16<Float>(), h = SIMD16<Float>()
+        for j in 0..<16 {
+            l[j] = Float(lo[j])
+            h[j] = Float(hi[j])
+        }
+        return (l * 16, h * 16)
+    }
+
     /// Formats without a fused dot (Q5_0, Q5_1, the K-quants): each block is dequantized into a
     /// stack buffer by the reference decoder, then dotted with x.
     static func dotViaDequantize(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
@@ -189,7 +222,7 @@ enum DotKernels {
             let values = buffer.baseAddress!
             var sum: Float = 0
             for b in 0..<(columns / block) {
-                Quantization.dequantize(type, row + b * bytes, count: block, into: values)
+                dequantizeRow(type, row + b * bytes, block, values)
                 sum += dotF32(values, x + b * block, block)
             }
             return sum
@@ -222,8 +255,63 @@ enum DotKernels {
                 store16(d * floats(q & 0x0F) + m, out + b * 32)
                 store16(d * floats(q &>> 4) + m, out + b * 32 + 16)
             }
+        case .q4_K:
+            for b in 0..<(columns / 256) { dequantizeQ4_K(row + b * 144, out + b * 256) }
+        case .q6_K:
+            for b in 0..<(columns / 256) { dequantizeQ6_K(row + b * 210, out + b * 256) }
+        case .q5_0:
+            for b in 0..<(columns / 32) { dequantizeQ5_0(row + b * 22, out + b * 32) }
         default:
             Quantization.dequantize(type, row, count: columns, into: out)
         }
+    }
+
+    // SIMD decoders of the K-quant and Q5_0 blocks most Q4_K_M files use; the same arithmetic,
+    // in the same order, as Quantization's reference decoders (so the results are identical).
+
+    /// block_q4_K: eight sub-blocks of 32; x = (d·sc)·q − dmin·m.
+    static func dequantizeQ4_K(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = halfAt(block), dmin = halfAt(block, 2), scales = block + 4
+        for pair in 0..<4 {
+            let (sc1, m1) = Quantization.kScaleMin(2 * pair, scales), (sc2, m2) = Quantization.kScaleMin(2 * pair + 1, scales)
+            let d1 = SIMD16<Float>(repeating: d * Float(sc1)), o1 = SIMD16<Float>(repeating: dmin * Float(m1))
+            let d2 = SIMD16<Float>(repeating: d * Float(sc2)), o2 = SIMD16<Float>(repeating: dmin * Float(m2))
+            for half in 0..<2 {
+                let q = block.loadUnaligned(fromByteOffset: 16 + 32 * pair + 16 * half, as: SIMD16<UInt8>.self)
+                store16(d1 * floats(q & 0x0F) - o1, out + 64 * pair + 16 * half)
+                store16(d2 * floats(q &>> 4) - o2, out + 64 * pair + 32 + 16 * half)
+            }
+        }
+    }
+
+    /// block_q6_K: sixteen sub-blocks of 16; x = (d·scale)·(q − 32), q split over ql (4 bits) and qh (2 bits).
+    static func dequantizeQ6_K(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = halfAt(block, 208)
+        let three = SIMD16<UInt8>(repeating: 3), offset = SIMD16<Float>(repeating: 32)
+        for half in 0..<2 {
+            let ql = block + 64 * half, qh = block + 128 + 32 * half, sc = block + 192 + 8 * half
+            for part in 0..<2 {   // l in 0..<16 and 16..<32: scale index s = part
+                let l = 16 * part
+                let a = ql.loadUnaligned(fromByteOffset: l, as: SIMD16<UInt8>.self)
+                let c = ql.loadUnaligned(fromByteOffset: l + 32, as: SIMD16<UInt8>.self)
+                let h = qh.loadUnaligned(fromByteOffset: l, as: SIMD16<UInt8>.self)
+                func scale(_ k: Int) -> SIMD16<Float> { SIMD16(repeating: d * Float(sc.load(fromByteOffset: k, as: Int8.self))) }
+                let o = out + 128 * half + l
+                store16(scale(part) * (floats((a & 0x0F) | ((h & three) &<< 4)) - offset), o)
+                store16(scale(part + 2) * (floats((c & 0x0F) | (((h &>> 2) & three) &<< 4)) - offset), o + 32)
+                store16(scale(part + 4) * (floats((a &>> 4) | (((h &>> 4) & three) &<< 4)) - offset), o + 64)
+                store16(scale(part + 6) * (floats((c &>> 4) | (((h &>> 6) & three) &<< 4)) - offset), o + 96)
+            }
+        }
+    }
+
+    /// block_q5_0: x = d·(q − 16), the 5th bit of element j in bit j of qh.
+    static func dequantizeQ5_0(_ block: UnsafeRawPointer, _ out: UnsafeMutablePointer<Float>) {
+        let d = SIMD16<Float>(repeating: halfAt(block)), sixteen = SIMD16<Float>(repeating: 16)
+        let (hlo, hhi) = q5HighBits(block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
+        let q = block.loadUnaligned(fromByteOffset: 6, as: SIMD16<UInt8>.self)
+        // (q + 16·bit) − 16 is exact in f32 for these small integers, so this equals the reference.
+        store16(d * ((floats(q & 0x0F) + hlo) - sixteen), out)
+        store16(d * ((floats(q &>> 4) + hhi) - sixteen), out + 16)
     }
 }

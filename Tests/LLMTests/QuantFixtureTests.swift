@@ -9,7 +9,7 @@ import BackendCPU
 final class QuantFixtureTests: XCTestCase {
     static let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_K, .q5_K, .q6_K]
 
-    private func fixture(_ type: GGMLType) throws -> (blocks: [UInt8], values: [Float]) {
+    func fixture(_ type: GGMLType) throws -> (blocks: [UInt8], values: [Float]) {
         let dir = Fixtures.root.appendingPathComponent("quants")
         let blocks = try [UInt8](Data(contentsOf: dir.appendingPathComponent("\(type).blocks")))
         let raw = try Data(contentsOf: dir.appendingPathComponent("\(type).f32"))
@@ -57,6 +57,24 @@ final class QuantFixtureTests: XCTestCase {
                 }
                 XCTAssertEqual(Double(got[i]), want, accuracy: 1e-5 * max(scale, 1), "\(type) batch \(b) row \(r)")
             }
+        }
+    }
+}
+
+extension QuantFixtureTests {
+    /// The CPU's SIMD decoders equal the reference decoder bit for bit (they do the same
+    /// arithmetic in the same order), on the fixture blocks and on every embedding row path.
+    func testCPUEmbeddingDecodesLikeTheReference() throws {
+        let backend = CPUBackend(threads: 2)
+        for type in Self.types {
+            let (blocks, expected) = try fixture(type)
+            let got: [Float] = try blocks.withUnsafeBytes { raw in
+                let table = try backend.makeWeight(name: "t", type: type, rows: 4, columns: 512, bytes: raw)
+                let out = try backend.makeBuffer(count: 4 * 512, label: "out")
+                try backend.embed(table, tokens: [0, 1, 2, 3], into: out)
+                return try backend.download(out, offset: 0, count: 4 * 512)
+            }
+            XCTAssertEqual(got.map(\.bitPattern), expected.map(\.bitPattern), "\(type)")
         }
     }
 }
