@@ -55,6 +55,10 @@ public final class CPUBackend: Backend {
     /// whole weight once. Tests use it to show what a decode step touches (MoE: only k experts).
     public var matmulWeightBytesRead = 0
 
+    /// With `llamaCppActivationRounding`, the decode mat-vec of Q4_0/Q4_1/Q5_0/Q8_0 weights runs
+    /// on int8 activations and integer dots (llama.cpp's way, and its speed) instead of the emulation.
+    private let int8MatVec = Int8MatVec()
+
     public init(threads: Int? = nil, llamaCppActivationRounding: Bool = false) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = count
@@ -121,6 +125,7 @@ public final class CPUBackend: Backend {
         let columns = w.columns, outputs = w.rows
         matmulWeightBytesRead += w.byteCount
         var x = cpu(input)
+        if llamaCppActivationRounding, rows == 1, int8MatVec.run(w, x, y, parallel) { return }
         if llamaCppActivationRounding {
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
             copy.update(from: x, count: rows * columns)
@@ -228,7 +233,8 @@ public final class CPUBackend: Backend {
             let scores = self.scratch[worker]
             var maxScore = -Float.infinity
             for p in first..<count {
-                let s = DotKernels.dotF32(qh, k + physicalRow(r, p) * kvWidth + kvOffset, headDim) * shape.scale
+                var s = DotKernels.dotF32(qh, k + physicalRow(r, p) * kvWidth + kvOffset, headDim) * shape.scale
+                if shape.softcap > 0 { s = shape.softcap * tanh(s / shape.softcap) }
                 scores[p] = s
                 maxScore = max(maxScore, s)
             }
@@ -272,6 +278,11 @@ public final class CPUBackend: Backend {
             let row = x + r * width
             for i in 0..<width { row[i] += values[i] }
         }
+    }
+
+    public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
+        let x = cpu(buffer)
+        for i in 0..<count { x[i] = cap * tanh(x[i] / cap) }
     }
 
     public func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws {

@@ -82,13 +82,17 @@ public struct AttentionShape: Sendable, Equatable {
     /// Sliding window: a query at position p sees keys at positions > p − window (0 = unlimited).
     /// Gemma's local layers and Mistral use it (llama.cpp's LLAMA_SWA_TYPE_STANDARD).
     public var window: Int
+    /// Logit soft-capping: a scaled score s becomes softcap · tanh(s / softcap) before the
+    /// softmax (Gemma 2's attn_logit_softcapping; 0 = none).
+    public var softcap: Float
 
-    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int = 0) {
+    public init(heads: Int, kvHeads: Int, headDim: Int, scale: Float, window: Int = 0, softcap: Float = 0) {
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.scale = scale
         self.window = window
+        self.softcap = softcap
     }
 
     /// The first position a query at `position` attends to.
@@ -119,6 +123,10 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
     case geglu
     /// Attention limited to a sliding window (`AttentionShape.window` > 0).
     case slidingWindowAttention
+    /// Attention scores soft-capped (`AttentionShape.softcap` > 0).
+    case attentionSoftcap
+    /// x = cap · tanh(x / cap) over a buffer (Gemma 2's final logits).
+    case softcap
     /// Mixture-of-experts routing: router scores → top-k expert ids and weights (`moeGate`).
     case moeGating
     /// Row gather by index (`gatherRows`): an expert's tokens into one contiguous batch.
@@ -142,6 +150,8 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
         case .scale: return "scale"
         case .geglu: return "geglu"
         case .slidingWindowAttention: return "slidingWindowAttention"
+        case .attentionSoftcap: return "attentionSoftcap"
+        case .softcap: return "softcap"
         case .moeGating: return "moeGating"
         case .gatherRows: return "gatherRows"
         case .scatterAddRows: return "scatterAddRows"
@@ -198,6 +208,8 @@ public protocol Backend: AnyObject {
     func addBias(_ buffer: BackendBuffer, bias: BackendWeight, rows: Int) throws
     /// buffer *= factor over `count` values.
     func scale(_ buffer: BackendBuffer, by factor: Float, count: Int) throws
+    /// buffer = cap · tanh(buffer / cap) over `count` values.
+    func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws
     /// output = gelu(gate) · up, with GELU's tanh approximation, over `count` values.
     func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws
     /// output = a + b over `count` values (output may alias a).
@@ -234,6 +246,9 @@ extension Backend {
     }
     public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         throw UnsupportedOpError(backend: name, op: .geglu, context: "a GeGLU feed-forward")
+    }
+    public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .softcap, context: "final logit soft-capping")
     }
     public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
                         ids: BackendBuffer, weights: BackendBuffer) throws {

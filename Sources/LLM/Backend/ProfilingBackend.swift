@@ -93,6 +93,9 @@ public final class ProfilingBackend: Backend {
     public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         try timed("geglu") { try inner.geglu(gate: gate, up: up, into: output, count: count) }
     }
+    public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
+        try timed("softcap") { try inner.softcap(buffer, cap: cap, count: count) }
+    }
     public func add(_ a: BackendBuffer, _ b: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         try timed("add") { try inner.add(a, b, into: output, count: count) }
     }

@@ -39,12 +39,13 @@ public final class Model {
 
 /// Maps `general.architecture` to the file that knows its tensors.
 public enum ModelLoader {
-    public static let supportedArchitectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma3", "qwen2moe", "qwen3moe", "olmoe"]
+    public static let supportedArchitectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "qwen2moe", "qwen3moe", "olmoe"]
 
     static func load(architecture: String, gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
         switch architecture {
         case "llama": return try Llama.load(gguf: gguf, backend: backend)
         case "qwen2", "qwen3": return try Qwen2.load(gguf: gguf, backend: backend, architecture: architecture)
+        case "gemma2": return try Gemma2.load(gguf: gguf, backend: backend)
         case "gemma3": return try Gemma3.load(gguf: gguf, backend: backend)
         case "qwen2moe", "qwen3moe": return try QwenMoE.load(gguf: gguf, backend: backend, architecture: architecture)
         case "olmoe": return try OLMoE.load(gguf: gguf, backend: backend)

@@ -25,6 +25,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var embeddingScale: Float?
     /// Multiplies q·k (default 1/√headDim).
     public var attentionScale: Float?
+    /// Soft-capping of attention scores and of the final logits (`<arch>.attn_logit_softcapping`,
+    /// `<arch>.final_logit_softcapping`, Gemma 2); nil when the file has none.
+    public var attentionSoftcap: Float?
+    public var finalLogitSoftcap: Float?
     /// Sparse mixture-of-experts FFN (Model/MixtureOfExperts.swift); nil for dense models.
     public var moe: MoEConfig?
 
@@ -33,7 +37,8 @@ public struct ModelConfig: Sendable, Equatable {
 
     public func attentionShape(layer: Int) -> AttentionShape {
         AttentionShape(heads: heads, kvHeads: kvHeads, headDim: headDim,
-                       scale: attentionScale ?? 1 / Float(headDim).squareRoot(), window: window(layer: layer))
+                       scale: attentionScale ?? 1 / Float(headDim).squareRoot(), window: window(layer: layer),
+                       softcap: attentionSoftcap ?? 0)
     }
 
     public var attentionShape: AttentionShape { attentionShape(layer: 0) }
@@ -72,6 +77,9 @@ public struct ModelConfig: Sendable, Equatable {
             positionScale = Float(1 / factor)
         }
         rope = RopeParameters(dimensions: ropeDims, base: ropeBase, style: ropeStyle, positionScale: positionScale)
+        // Soft-capping wherever the metadata provides it.
+        if let cap = gguf[key("attn_logit_softcapping")]?.floatValue, cap > 0 { attentionSoftcap = Float(cap) }
+        if let cap = gguf[key("final_logit_softcapping")]?.floatValue, cap > 0 { finalLogitSoftcap = Float(cap) }
 
         try validate()
     }

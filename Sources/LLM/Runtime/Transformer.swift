@@ -163,23 +163,28 @@ public final class InferenceSession {
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
         }
 
+        let logitRows: Int
         switch request {
         case nil:
             return
         case .all?, .tail(from: 0)?:
             try b.rmsNorm(s.x, weight: w.outputNorm, into: s.h, rows: n, eps: c.normEps)
             try b.matmul(w.output, s.h, into: s.logits, rows: n)
+            logitRows = n
         case .tail(let from)?:
             // Only rows from..<n are projected: the vocabulary matmul is the largest in small models.
             try b.copyRows(s.x, sourceRow: from, into: s.h, destinationRow: 0, rows: n - from, width: c.dim)
             try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: n - from, eps: c.normEps)
             try b.matmul(w.output, s.h, into: s.logits, rows: n - from)
+            logitRows = n - from
         case .last?:
             // Only the last row is projected to the vocabulary: the largest matmul shrinks n-fold.
             try b.copyRows(s.x, sourceRow: n - 1, into: s.h, destinationRow: 0, rows: 1, width: c.dim)
             try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: 1, eps: c.normEps)
             try b.matmul(w.output, s.h, into: s.logits, rows: 1)
+            logitRows = 1
         }
+        if let cap = c.finalLogitSoftcap { try b.softcap(s.logits, cap: cap, count: logitRows * c.vocabularySize) }
     }
 
     /// The logits buffer the last `runGraph` wrote ([rows, vocab]).
@@ -192,6 +197,8 @@ public final class InferenceSession {
         if c.embeddingScale != nil { needed.append(.scale) }
         if layer?.qBias != nil { needed.append(.addBias) }
         if c.layerWindows.contains(where: { $0 > 0 }) { needed.append(.slidingWindowAttention) }
+        if c.attentionSoftcap != nil { needed.append(.attentionSoftcap) }
+        if c.finalLogitSoftcap != nil { needed.append(.softcap) }
         if c.moe != nil { needed += ExpertDispatch.requiredOps }
         for op in needed where !backend.supports(op) {
             throw UnsupportedOpError(backend: backend.name, op: op, context: c.architecture)
