@@ -11,7 +11,7 @@
 // `rowsL` (L ints) publishes each tile's physical rows to the value pass.
 inline void attend(global const float* q, global const float* k, global const float* v, global float* out,
                    int r, int h, int first, int visible, global const int* table, int blockSize,
-                   int heads, int kvHeads, int headDim, float scale,
+                   int heads, int kvHeads, int headDim, float scale, float softcap,
                    local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
     int t = get_local_id(0), n = get_local_size(0);
     int queryWidth = heads * headDim, kvWidth = kvHeads * headDim;
@@ -33,7 +33,7 @@ inline void attend(global const float* q, global const float* k, global const fl
             global const float* kp = k + (size_t)physical * kvWidth + kvOffset;
             float dot = 0.0f;
             for (int d = 0; d < headDim; d++) dot += qs[d] * kp[d];
-            s = dot * scale;
+            s = soft_cap(dot * scale, softcap);
         }
         float tileMax = group_max(red, s);
         float mNew = fmax(m, tileMax);
@@ -56,26 +56,27 @@ inline void attend(global const float* q, global const float* k, global const fl
     for (int d = t; d < headDim; d += n) oh[d] = acc[d] * inverse;
 }
 
+// Soft-capping (Gemma 2): a scaled score s becomes softcap * tanh(s / softcap) when softcap > 0.
 // A sliding window of `window` positions (0 = unlimited) starts at visible - window.
 #define FIRST(visible, window) ((window) > 0 ? max(0, (visible) - (window)) : 0)
 
 // Row r (position startPosition + r) over positions 0 ... startPosition + r of a contiguous cache.
 kernel void attention(global const float* q, global const float* k, global const float* v, global float* out,
-                      int startPosition, int heads, int kvHeads, int headDim, float scale, int window,
+                      int startPosition, int heads, int kvHeads, int headDim, float scale, int window, float softcap,
                       local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
     int h = get_group_id(0), r = get_group_id(1), visible = startPosition + r + 1;
-    attend(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
+    attend(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale, softcap, qs, acc, p, red, rowsL);
 }
 
 // Paged KV cache: row r sees lengths[r] positions through its block table
 // (tables + r * tableStride, blocks of blockSize rows).
 kernel void paged_attention(global const float* q, global const float* k, global const float* v, global float* out,
                             global const int* tables, int tableStride, global const int* lengths, int blockSize,
-                            int heads, int kvHeads, int headDim, float scale, int window,
+                            int heads, int kvHeads, int headDim, float scale, int window, float softcap,
                             local float* qs, local float* acc, local float* p, local float* red, local int* rowsL) {
     int h = get_group_id(0), r = get_group_id(1), visible = lengths[r];
     attend(q, k, v, out, r, h, FIRST(visible, window), visible, tables + (size_t)r * tableStride, blockSize,
-           heads, kvHeads, headDim, scale, qs, acc, p, red, rowsL);
+           heads, kvHeads, headDim, scale, softcap, qs, acc, p, red, rowsL);
 }
 
 // CPU-device variant (PoCL runs a work-group as a loop, so the barriers of the tiled kernel
@@ -85,7 +86,7 @@ kernel void paged_attention(global const float* q, global const float* k, global
 #define MAX_HEAD_DIM 256
 inline void attend_private(global const float* q, global const float* k, global const float* v, global float* out,
                            int r, int h, int first, int visible, global const int* table, int blockSize,
-                           int heads, int kvHeads, int headDim, float scale) {
+                           int heads, int kvHeads, int headDim, float scale, float softcap) {
     int queryWidth = heads * headDim, kvWidth = kvHeads * headDim, d4 = headDim / 4;
     int kvOffset = (h / (heads / kvHeads)) * headDim;
     global const float* qh = q + (size_t)r * queryWidth + h * headDim;
@@ -97,7 +98,7 @@ inline void attend_private(global const float* q, global const float* k, global 
         global const float* kp = k + (size_t)physical * kvWidth + kvOffset;
         float4 dot4 = (float4)(0.0f);
         for (int i = 0; i < d4; i++) dot4 += vload4(i, qh) * vload4(i, kp);
-        float s = ((dot4.x + dot4.y) + (dot4.z + dot4.w)) * scale;
+        float s = soft_cap(((dot4.x + dot4.y) + (dot4.z + dot4.w)) * scale, softcap);
         if (s > m) {
             float correction = exp(m - s);
             l *= correction;
@@ -115,19 +116,19 @@ inline void attend_private(global const float* q, global const float* k, global 
 }
 
 kernel void attention_private(global const float* q, global const float* k, global const float* v, global float* out,
-                              int startPosition, int heads, int kvHeads, int headDim, float scale, int window, int rows) {
+                              int startPosition, int heads, int kvHeads, int headDim, float scale, int window, float softcap, int rows) {
     int h = get_global_id(0), r = get_global_id(1);
     if (r >= rows) return;
     int visible = startPosition + r + 1;
-    attend_private(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale);
+    attend_private(q, k, v, out, r, h, FIRST(visible, window), visible, 0, 1, heads, kvHeads, headDim, scale, softcap);
 }
 
 kernel void paged_attention_private(global const float* q, global const float* k, global const float* v, global float* out,
                                     global const int* tables, int tableStride, global const int* lengths, int blockSize,
-                                    int heads, int kvHeads, int headDim, float scale, int window, int rows) {
+                                    int heads, int kvHeads, int headDim, float scale, int window, float softcap, int rows) {
     int h = get_global_id(0), r = get_global_id(1);
     if (r >= rows) return;
     int visible = lengths[r];
     attend_private(q, k, v, out, r, h, FIRST(visible, window), visible, tables + (size_t)r * tableStride, blockSize,
-                   heads, kvHeads, headDim, scale);
+                   heads, kvHeads, headDim, scale, softcap);
 }

@@ -44,3 +44,15 @@ inline float group_max(local float* red, float v) {
     barrier(CLK_LOCAL_MEM_FENCE);
     return result;
 }
+
+// tanh that cannot overflow: tanh(a) = expm1(2a) / (expm1(2a) + 2) for a = |x| clamped to 10
+// (tanh(10) rounds to 1.0f), so no inf / inf, and expm1 keeps small |x| accurate.
+inline float safe_tanh(float x) {
+    float e = expm1(2.0f * fmin(fabs(x), 10.0f));
+    return copysign(e / (e + 2.0f), x);
+}
+
+// Logit soft-capping (Gemma 2): cap * tanh(s / cap) when cap > 0, s unchanged otherwise.
+inline float soft_cap(float s, float cap) {
+    return cap > 0.0f ? cap * safe_tanh(s / cap) : s;
+}

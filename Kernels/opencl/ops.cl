@@ -112,6 +112,13 @@ kernel void scale_values(global float* x, float factor, int count) {
     x[i] *= factor;
 }
 
+// x = cap * tanh(x / cap) in place (Gemma 2's final logit soft-capping), cap > 0.
+kernel void softcap_values(global float* x, float cap, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    x[i] = cap * safe_tanh(x[i] / cap);
+}
+
 // gelu(gate) * up with GELU's tanh approximation (ggml's gelu): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 kernel void geglu(global const float* gate, global const float* up, global float* y, int count) {
     int i = get_global_id(0);

@@ -113,7 +113,7 @@ public final class OpenCLBackend: Backend {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.weightTypes.contains(type)
         case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax,
-             .addBias, .scale, .geglu, .slidingWindowAttention, .moeGating, .gatherRows, .scatterAddRows: return true
+             .addBias, .scale, .geglu, .slidingWindowAttention, .attentionSoftcap, .softcap, .moeGating, .gatherRows, .scatterAddRows: return true
         default: return false
         }
     }
@@ -294,7 +294,7 @@ public final class OpenCLBackend: Backend {
             let k = try kernel("attention_private")
             try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                        .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                       .float(shape.scale), .int(Int32(shape.window)), .int(Int32(rows))])
+                       .float(shape.scale), .int(Int32(shape.window)), .float(shape.softcap), .int(Int32(rows))])
             let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
             try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
             return
@@ -303,7 +303,7 @@ public final class OpenCLBackend: Backend {
         let local = try attentionLocalSize(k, shape)
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .int(Int32(startPosition)), .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                   .float(shape.scale), .int(Int32(shape.window))] + attentionLocals(shape, local))
+                   .float(shape.scale), .int(Int32(shape.window)), .float(shape.softcap)] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
     }
 
@@ -337,7 +337,7 @@ public final class OpenCLBackend: Backend {
             try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                        .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
                        .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                       .float(shape.scale), .int(Int32(shape.window)), .int(Int32(rows))])
+                       .float(shape.scale), .int(Int32(shape.window)), .float(shape.softcap), .int(Int32(rows))])
             let local = min(floorPowerOfTwo(k.maxWorkGroupSize), 8)
             try launch(k, global: [shape.heads, roundUp(rows, local)], local: [1, local])
             return
@@ -347,7 +347,7 @@ public final class OpenCLBackend: Backend {
         try k.set([.buffer(cl(query).handle), .buffer(cl(keys).handle), .buffer(cl(values).handle), .buffer(cl(output).handle),
                    .buffer(tableBuffer.handle), .int(Int32(stride)), .buffer(lengthBuffer.handle), .int(Int32(layout.blockSize)),
                    .int(Int32(shape.heads)), .int(Int32(shape.kvHeads)), .int(Int32(shape.headDim)),
-                   .float(shape.scale), .int(Int32(shape.window))] + attentionLocals(shape, local))
+                   .float(shape.scale), .int(Int32(shape.window)), .float(shape.softcap)] + attentionLocals(shape, local))
         try launch(k, global: [shape.heads * local, rows], local: [local, 1])
     }
 
@@ -431,6 +431,17 @@ public final class OpenCLBackend: Backend {
         try requireCapacity(buffer, count, "scale")
         let k = try kernel("scale_values"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
         try k.set([.buffer(cl(buffer).handle), .float(factor), .int(Int32(count))])
+        try launch(k, global: [roundUp(count, local)], local: [local])
+    }
+
+    /// x = cap · tanh(x / cap) in place (Gemma 2's final logits), with a tanh that saturates
+    /// instead of overflowing (common.cl `safe_tanh`).
+    public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
+        guard count > 0 else { return }
+        guard cap > 0, cap.isFinite else { throw OpenCLError.invalidArgument("softcap with cap \(cap) (must be positive and finite)") }
+        try requireCapacity(buffer, count, "softcap")
+        let k = try kernel("softcap_values"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
+        try k.set([.buffer(cl(buffer).handle), .float(cap), .int(Int32(count))])
         try launch(k, global: [roundUp(count, local)], local: [local])
     }
 
