@@ -12,6 +12,10 @@
 //
 // `window` > 0 (sliding-window layers): a query at position q sees only positions
 // ≥ max(0, q − window + 1), i.e. the last `window` of its `visible` ones; tiles start there.
+//
+// `softcap` > 0 (Gemma 2's attn_logit_softcapping): a scaled score s becomes
+// softcap · tanh(s / softcap) before the softmax. tanh is written as 1 − 2/(e^{2u} + 1) with
+// the sign folded out, so a large |s| saturates to ±softcap instead of overflowing to NaN.
 layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer K { float k[]; };
@@ -28,6 +32,7 @@ layout(push_constant) uniform Push {
     float scale;
     uint tableStride;   // PAGED: block ids per row record
     uint window;        // 0: unlimited
+    float softcap;      // 0: none
 } p;
 
 shared float qs[256];
@@ -69,6 +74,10 @@ void main() {
             float dotv = 0.0;
             for (uint d = 0u; d < p.headDim; d++) dotv += qs[d] * k[kb + d];
             s = dotv * p.scale;
+            if (p.softcap > 0.0) {
+                float u = abs(s) / p.softcap;
+                s = sign(s) * p.softcap * (1.0 - 2.0 / (exp(2.0 * u) + 1.0));
+            }
         }
         red[t] = s;
         barrier();

@@ -1,7 +1,8 @@
 #version 450
 // Element-wise ops over `count` values: OP_ADD (out = a + b), OP_SWIGLU (out = silu(a) · b),
 // OP_GEGLU (out = gelu_tanh(a) · b), OP_ADD_BIAS (out = a + b[i % width]: b is a [1, width]
-// bias broadcast over rows), OP_SCALE (out = a · factor; b unused). out may alias a.
+// bias broadcast over rows), OP_SCALE (out = a · factor; b unused), OP_SOFTCAP
+// (out = factor · tanh(a / factor); b unused). out may alias a.
 // Grid-stride loop, so any count fits the dispatch limit.
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
@@ -10,7 +11,7 @@ layout(std430, set = 0, binding = 2) writeonly buffer O { float o[]; };
 layout(push_constant) uniform Push {
     uint count;
     uint width;     // OP_ADD_BIAS: bias length
-    float factor;   // OP_SCALE
+    float factor;   // OP_SCALE: the factor; OP_SOFTCAP: the cap
 } p;
 
 void main() {
@@ -32,8 +33,14 @@ void main() {
         o[i] = a[i] + b[i % p.width];
 #elif defined(OP_SCALE)
         o[i] = a[i] * p.factor;
+#elif defined(OP_SOFTCAP)
+        // tanh(u) = sign(u) · (1 − 2/(e^{2|u|} + 1)): e^{2|u|} overflows to +inf for large |u|,
+        // which gives exactly ±1, never inf/inf = NaN.
+        float x = a[i];
+        float u = abs(x) / p.factor;
+        o[i] = sign(x) * p.factor * (1.0 - 2.0 / (exp(2.0 * u) + 1.0));
 #else
-#error "define OP_ADD, OP_SWIGLU, OP_GEGLU, OP_ADD_BIAS or OP_SCALE"
+#error "define OP_ADD, OP_SWIGLU, OP_GEGLU, OP_ADD_BIAS, OP_SCALE or OP_SOFTCAP"
 #endif
     }
 }

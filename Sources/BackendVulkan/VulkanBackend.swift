@@ -156,7 +156,8 @@ public final class VulkanBackend: Backend {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.kernelSuffix(type) != nil
         case .rmsNorm, .rope(.normal), .rope(.neox), .attention, .slidingWindowAttention, .softmax, .swiglu, .geglu,
-             .add, .addBias, .scale, .copyRows, .argmax, .moeGating, .gatherRows, .scatterAddRows:
+             .add, .addBias, .scale, .copyRows, .argmax, .moeGating, .gatherRows, .scatterAddRows,
+             .attentionSoftcap, .softcap:
             return true
         default: return false
         }
@@ -407,7 +408,7 @@ public final class VulkanBackend: Backend {
         guard rows > 0 else { return }
         try context.dispatch("attention", [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation)],
                              push: [UInt32(startPosition), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
-                                    shape.scale.bitPattern, 0, UInt32(max(shape.window, 0))],
+                                    shape.scale.bitPattern, 0, UInt32(max(shape.window, 0)), max(shape.softcap, 0).bitPattern],
                              groups: (shape.heads, rows, 1))
     }
 
@@ -453,7 +454,8 @@ public final class VulkanBackend: Backend {
         try context.dispatch("attention_paged",
                              [.read(q.allocation), .read(k.allocation), .read(v.allocation), .write(o.allocation), .read(tables)],
                              push: [UInt32(blockSize), UInt32(shape.heads), UInt32(shape.kvHeads), UInt32(shape.headDim),
-                                    shape.scale.bitPattern, UInt32(stride), UInt32(max(shape.window, 0))],
+                                    shape.scale.bitPattern, UInt32(stride), UInt32(max(shape.window, 0)),
+                                    max(shape.softcap, 0).bitPattern],
                              groups: (shape.heads, rows, 1))
     }
 
@@ -505,6 +507,17 @@ public final class VulkanBackend: Backend {
         guard count > 0 else { return }
         try context.dispatch("scale", [.read(x.allocation), .read(x.allocation), .write(x.allocation)],
                              push: [UInt32(count), 1, factor.bitPattern], groups: (min(ceil(count, 256), 4096), 1, 1))
+    }
+
+    /// x = cap · tanh(x / cap) in place (Gemma 2's final-logit soft-capping): elementwise.comp
+    /// with OP_SOFTCAP, the cap in the factor push constant.
+    public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
+        let x = vk(buffer)
+        guard count >= 0, count <= x.count else { throw VulkanError.invalidArgument("softcap of \(count) values over '\(x.label)'") }
+        guard cap > 0 else { throw VulkanError.invalidArgument("softcap with cap \(cap) (must be > 0)") }
+        guard count > 0 else { return }
+        try context.dispatch("softcap", [.read(x.allocation), .read(x.allocation), .write(x.allocation)],
+                             push: [UInt32(count), 1, cap.bitPattern], groups: (min(ceil(count, 256), 4096), 1, 1))
     }
 
     private func elementwise(_ kernel: String, _ a: VulkanBuffer, _ b: VulkanBuffer, _ out: VulkanBuffer, count: Int) throws {
