@@ -28,8 +28,11 @@ let package = Package(
         ),
         // The engine: GGUF, tokenizers, models, runtime, decoding. No GPU API in it.
         .target(name: "LLM", path: "Sources/LLM", swiftSettings: optimised),
+        // Integer-dot kernels for the CPU decode mat-vec (int8 activations, as llama.cpp): AVX2 /
+        // AVX512-VNNI per function and picked at run time, so the binary stays portable.
+        .target(name: "CPUKernels", path: "Sources/CPUKernels", cSettings: [.unsafeFlags(["-O3"])]),
         // The CPU backend: the fallback and the oracle every GPU kernel is tested against.
-        .target(name: "BackendCPU", dependencies: ["LLM"], path: "Sources/BackendCPU", swiftSettings: optimised),
+        .target(name: "BackendCPU", dependencies: ["LLM", "CPUKernels"], path: "Sources/BackendCPU", swiftSettings: optimised),
         // OpenCL backend: host code over the CGPU shim; kernels from Kernels/opencl embedded at build time.
         .target(name: "BackendOpenCL", dependencies: ["LLM", "CGPU"], path: "Sources/BackendOpenCL", plugins: ["EmbedKernelsPlugin"]),
         // Embeds Kernels/opencl/*.cl into BackendOpenCL as Swift string literals at build time.
@@ -50,7 +53,7 @@ let package = Package(
         ),
         .testTarget(
             name: "LLMTests",
-            dependencies: ["LLM", "BackendCPU", "CGPU", "llm-gpu"],
+            dependencies: ["LLM", "BackendCPU", "CPUKernels", "CGPU", "llm-gpu"],
             path: "Tests/LLMTests",
             swiftSettings: optimised
         ),

@@ -8,6 +8,12 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case cpu, opencl, vulkan
 }
 
+/// How the CPU backend feeds activations to quantized matmuls: f32 (the exact oracle) or int8
+/// blocks with integer dots, as llama.cpp does (its rounding, and its decode speed).
+enum CPUActivations: String, ExpressibleByArgument, CaseIterable {
+    case f32, int8
+}
+
 /// Options every subcommand that runs the model shares.
 struct EngineOptions: ParsableArguments {
     @Option(help: "Compute backend: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -18,6 +24,9 @@ struct EngineOptions: ParsableArguments {
 
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
+
+    @Option(help: "CPU activations for quantized matmuls: f32 (exact) or int8 (llama.cpp's rounding; faster decode).")
+    var cpuActivations: CPUActivations = .f32
 
     @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
     var context: Int?
@@ -35,7 +44,7 @@ struct EngineOptions: ParsableArguments {
     func makeBackend() throws -> Backend {
         switch backend {
         case .cpu:
-            return CPUBackend(threads: threads)
+            return CPUBackend(threads: threads, llamaCppActivationRounding: cpuActivations == .int8)
         case .opencl:
             // Errors (no platform, no such device, too little memory) propagate: never a CPU fallback.
             return try makeOpenCLBackend(device: device)

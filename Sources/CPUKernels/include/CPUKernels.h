@@ -1,0 +1,45 @@
+#ifndef CPU_KERNELS_H
+#define CPU_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Activation block for the integer dots: 32 values x ≈ d·q, as llama.cpp's quantize_row_q8_0/q8_1
+/// round them (d = amax/127 rounded to f16, q = nearest-even(x·127/amax)). `sum` = Σq, exact, so
+/// Q4_1's m·Σx and Q4_0/Q5_0's offsets are folded in with integers.
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t qs[32];
+} cpuk_block_q8;
+
+/// Weight types with an integer dot (values match GGMLType's raw values).
+enum {
+    CPUK_Q4_0 = 2,
+    CPUK_Q4_1 = 3,
+    CPUK_Q5_0 = 6,
+    CPUK_Q8_0 = 8,
+};
+
+/// Quantizes `count` floats (a multiple of 32) into count/32 blocks.
+void cpuk_quantize_row_q8(const float *x, cpuk_block_q8 *y, int64_t count);
+
+/// y[r] = Σ_blocks dot(weight row r, x) for r in 0..<rows; rows are `row_stride` bytes apart, each
+/// `blocks` blocks of `type`. Returns 0 if `type` has no integer dot. Picks AVX512-VNNI, AVX2 or
+/// scalar at run time; all give bit-identical results (integer block sums, same float order).
+int cpuk_vec_dot_rows(int type, const void *weights, size_t row_stride, int64_t rows,
+                      const cpuk_block_q8 *x, int64_t blocks, float *y);
+
+/// The same with a fixed path: 0 scalar, 1 AVX2, 2 AVX512-VNNI (falls back to the best supported).
+int cpuk_vec_dot_rows_isa(int isa, int type, const void *weights, size_t row_stride, int64_t rows,
+                          const cpuk_block_q8 *x, int64_t blocks, float *y);
+
+/// cpuk_vec_dot_rows over up to `threads` threads (the caller's and persistent helpers that spin
+/// briefly between calls, then sleep). Calls are serialized; same results as cpuk_vec_dot_rows.
+int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
+                               const cpuk_block_q8 *x, int64_t blocks, float *y, int threads);
+
+/// The best path this CPU supports: 0 scalar, 1 AVX2, 2 AVX512-VNNI.
+int cpuk_best_isa(void);
+
+#endif
