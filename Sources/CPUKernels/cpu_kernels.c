@@ -71,9 +71,12 @@ void cpuk_quantize_row_q8(const float *x, cpuk_block_q8 *y, int64_t count) {
 // ---- shared float epilogue --------------------------------------------------------------------
 
 // acc[l] += d · lane[l] for 8 lanes; then ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) + extra.
-static inline float finish8(const float acc[8], float extra) {
-    const float t0 = acc[0] + acc[4], t1 = acc[1] + acc[5], t2 = acc[2] + acc[6], t3 = acc[3] + acc[7];
-    return ((t0 + t2) + (t1 + t3)) + extra;
+// Two accumulator sets (even blocks, odd blocks) to break the add chain: a = acc0 + acc1 lane-wise.
+static inline float finish8(const float acc[2][8], const float extra[2]) {
+    float a[8];
+    for (int l = 0; l < 8; l++) a[l] = acc[0][l] + acc[1][l];
+    const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
+    return ((t0 + t2) + (t1 + t3)) + (extra[0] + extra[1]);
 }
 
 // ---- scalar -----------------------------------------------------------------------------------
@@ -87,28 +90,28 @@ static inline void lanes_scalar(float acc[8], const int8_t *w, const int8_t *x, 
 }
 
 static float dot_q4_1_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
-    float acc[8] = {0}, extra = 0;
+    float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 20) {
         int8_t q[32];
         for (int j = 0; j < 16; j++) { q[j] = (int8_t)(w[4 + j] & 15); q[j + 16] = (int8_t)(w[4 + j] >> 4); }
-        lanes_scalar(acc, q, x[b].qs, h2f(ld16(w)) * x[b].d);
-        extra = extra + (h2f(ld16(w + 2)) * x[b].d) * (float)x[b].sum;
+        lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
+        extra[b & 1] = extra[b & 1] + (h2f(ld16(w + 2)) * x[b].d) * (float)x[b].sum;
     }
     return finish8(acc, extra);
 }
 
 static float dot_q4_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
-    float acc[8] = {0};
+    float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 18) {
         int8_t q[32];
         for (int j = 0; j < 16; j++) { q[j] = (int8_t)((w[2 + j] & 15) - 8); q[j + 16] = (int8_t)((w[2 + j] >> 4) - 8); }
-        lanes_scalar(acc, q, x[b].qs, h2f(ld16(w)) * x[b].d);
+        lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, 0);
+    return finish8(acc, extra);
 }
 
 static float dot_q5_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
-    float acc[8] = {0};
+    float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 22) {
         uint32_t qh; memcpy(&qh, w + 2, 4);
         int8_t q[32];
@@ -116,17 +119,17 @@ static float dot_q5_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t n
             q[j] = (int8_t)(((w[6 + j] & 15) | (((qh >> j) & 1) << 4)) - 16);
             q[j + 16] = (int8_t)(((w[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
         }
-        lanes_scalar(acc, q, x[b].qs, h2f(ld16(w)) * x[b].d);
+        lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, 0);
+    return finish8(acc, extra);
 }
 
 static float dot_q8_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
-    float acc[8] = {0};
+    float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 34) {
-        lanes_scalar(acc, (const int8_t *)(w + 2), x[b].qs, h2f(ld16(w)) * x[b].d);
+        lanes_scalar(acc[b & 1], (const int8_t *)(w + 2), x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, 0);
+    return finish8(acc, extra);
 }
 
 // ---- x86 SIMD ---------------------------------------------------------------------------------
@@ -174,43 +177,42 @@ static inline TGT_VNNI __m256i lanes_us_vnni(__m256i w, __m256i x) {
 }
 
 #define LOADX(b) _mm256_loadu_si256((const __m256i *)x[b].qs)
-#define ACCUM(lanes, d) acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)))
+#define ACCUM(A, lanes, d) A = _mm256_add_ps(A, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)))
+
+// Block bodies: block b at wb, into accumulator A (and E for Q4_1's m·Σx term).
+#define BODY_Q4_1(SUF, b, wb, A, E)                                                                    \
+    ACCUM(A, lanes_us_##SUF(nibbles32(wb + 4), LOADX(b)), _cvtsh_ss(ld16(wb)) * x[b].d);               \
+    E = E + (_cvtsh_ss(ld16(wb + 2)) * x[b].d) * (float)x[b].sum;
+#define BODY_Q4_0(SUF, b, wb, A, E)                                                                    \
+    ACCUM(A, lanes_ss_##SUF(_mm256_sub_epi8(nibbles32(wb + 2), _mm256_set1_epi8(8)), LOADX(b)),       \
+          _cvtsh_ss(ld16(wb)) * x[b].d);
+#define BODY_Q5_0(SUF, b, wb, A, E)                                                                    \
+    ACCUM(A, lanes_ss_##SUF(_mm256_sub_epi8(_mm256_or_si256(nibbles32(wb + 6),                        \
+              _mm256_and_si256(bits32(wb + 2), _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16)), LOADX(b)), \
+          _cvtsh_ss(ld16(wb)) * x[b].d);
+#define BODY_Q8_0(SUF, b, wb, A, E)                                                                    \
+    ACCUM(A, lanes_ss_##SUF(_mm256_loadu_si256((const __m256i *)(wb + 2)), LOADX(b)), _cvtsh_ss(ld16(wb)) * x[b].d);
+
+// Even blocks into (a0, e0), odd into (a1, e1), as the scalar path does.
+#define DEFINE_DOT(SUF, TGT, NAME, BYTES, BODY)                                                        \
+static TGT float dot_##NAME##_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {             \
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                         \
+    float e0 = 0, e1 = 0;                                                                              \
+    int64_t b = 0;                                                                                     \
+    for (; b + 1 < nb; b += 2) {                                                                       \
+        BODY(SUF, b, (w + b * BYTES), a0, e0)                                                          \
+        BODY(SUF, (b + 1), (w + (b + 1) * BYTES), a1, e1)                                              \
+    }                                                                                                  \
+    if (b < nb) { BODY(SUF, b, (w + b * BYTES), a0, e0) }                                              \
+    (void)e1;                                                                                          \
+    return finish_avx(_mm256_add_ps(a0, a1), e0 + e1);                                                 \
+}
 
 #define DEFINE_SIMD(SUF, TGT)                                                                          \
-static TGT float dot_q4_1_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {                 \
-    __m256 acc = _mm256_setzero_ps(); float extra = 0;                                                 \
-    for (int64_t b = 0; b < nb; b++, w += 20) {                                                        \
-        const __m256i l = lanes_us_##SUF(nibbles32(w + 4), LOADX(b));                                  \
-        ACCUM(l, _cvtsh_ss(ld16(w)) * x[b].d);                                                         \
-        extra = extra + (_cvtsh_ss(ld16(w + 2)) * x[b].d) * (float)x[b].sum;                           \
-    }                                                                                                  \
-    return finish_avx(acc, extra);                                                                     \
-}                                                                                                      \
-static TGT float dot_q4_0_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {                 \
-    __m256 acc = _mm256_setzero_ps();                                                                  \
-    for (int64_t b = 0; b < nb; b++, w += 18) {                                                        \
-        const __m256i q = _mm256_sub_epi8(nibbles32(w + 2), _mm256_set1_epi8(8));                      \
-        ACCUM(lanes_ss_##SUF(q, LOADX(b)), _cvtsh_ss(ld16(w)) * x[b].d);                               \
-    }                                                                                                  \
-    return finish_avx(acc, 0);                                                                         \
-}                                                                                                      \
-static TGT float dot_q5_0_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {                 \
-    __m256 acc = _mm256_setzero_ps();                                                                  \
-    for (int64_t b = 0; b < nb; b++, w += 22) {                                                        \
-        __m256i q = _mm256_or_si256(nibbles32(w + 6), _mm256_and_si256(bits32(w + 2), _mm256_set1_epi8(0x10))); \
-        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));                                                  \
-        ACCUM(lanes_ss_##SUF(q, LOADX(b)), _cvtsh_ss(ld16(w)) * x[b].d);                               \
-    }                                                                                                  \
-    return finish_avx(acc, 0);                                                                         \
-}                                                                                                      \
-static TGT float dot_q8_0_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {                 \
-    __m256 acc = _mm256_setzero_ps();                                                                  \
-    for (int64_t b = 0; b < nb; b++, w += 34) {                                                        \
-        const __m256i q = _mm256_loadu_si256((const __m256i *)(w + 2));                                \
-        ACCUM(lanes_ss_##SUF(q, LOADX(b)), _cvtsh_ss(ld16(w)) * x[b].d);                               \
-    }                                                                                                  \
-    return finish_avx(acc, 0);                                                                         \
-}
+    DEFINE_DOT(SUF, TGT, q4_1, 20, BODY_Q4_1)                                                          \
+    DEFINE_DOT(SUF, TGT, q4_0, 18, BODY_Q4_0)                                                          \
+    DEFINE_DOT(SUF, TGT, q5_0, 22, BODY_Q5_0)                                                          \
+    DEFINE_DOT(SUF, TGT, q8_0, 34, BODY_Q8_0)
 
 DEFINE_SIMD(avx2, TGT_AVX2)
 DEFINE_SIMD(vnni, TGT_VNNI)
