@@ -11,9 +11,12 @@ final class Int8MatVec {
 
     deinit { blocks?.deallocate() }
 
+    /// Q5_0 is left to the f32 emulation: with its integer dot, Qwen2.5-Coder's greedy text
+    /// departs from the emulated rounding's (which matches llama.cpp's) after two tokens, while
+    /// the random-block tests agree; until that is understood, Q5_0 does not take this path.
     static func handles(_ type: GGMLType) -> Bool {
         switch type {
-        case .q4_0, .q4_1, .q5_0, .q8_0: return true
+        case .q4_0, .q4_1, .q8_0: return true
         default: return false
         }
     }
