@@ -29,7 +29,8 @@ def triad(threads):
 def ours(args):
     out = subprocess.run([args.llm_gpu, "bench", "--model", args.model, "--backend", args.backend,
                           "--threads", str(args.threads), "--prompt-tokens", str(args.prompt_tokens),
-                          "--gen-tokens", str(args.gen_tokens), "--repetitions", "3", "--json"],
+                          "--gen-tokens", str(args.gen_tokens), "--repetitions", "3", "--json",
+                          "--cpu-activations", args.cpu_activations],
                          check=True, capture_output=True, text=True).stdout
     rows = {r["test"]: r for r in json.loads(out)}
     return rows
@@ -54,6 +55,8 @@ def main():
     p.add_argument("--gen-tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backend", default="cpu")
+    p.add_argument("--cpu-activations", default="f32", choices=["f32", "int8"],
+                   help="llm-gpu's CPU activations: f32 (exact) or int8 (llama.cpp's rounding and integer dots)")
     p.add_argument("--llm-gpu", default=os.path.join(ROOT, ".build", "release", "llm-gpu"))
     p.add_argument("--llama-bench", default=os.path.join(HERE, ".llama.cpp", "build", "bin", "llama-bench"))
     args = p.parse_args()
@@ -78,7 +81,8 @@ def main():
             if name == "llm-gpu":
                 bytes_per_token = rows[tests[1]].get("bytes_per_token")
 
-    print(f"model {os.path.basename(args.model)}, {args.threads} threads, backend {args.backend}, "
+    print(f"model {os.path.basename(args.model)}, {args.threads} threads, backend {args.backend} "
+          f"(--cpu-activations {args.cpu_activations}), "
           f"{args.rounds} alternating rounds; triad bandwidth {bandwidth:.1f} GB/s")
     print("| test | llm-gpu t/s | llama.cpp t/s | ratio | tg / roofline (llm-gpu, llama.cpp) |")
     print("| --- | ---: | ---: | ---: | ---: |")
