@@ -232,17 +232,11 @@ struct TinyMoE {
     }
 }
 
-/// Deterministic normal numbers (SplitMix64 + Box–Muller).
+/// Deterministic normal numbers: SplitMix64 (QuantizationTests' generator) + Box–Muller.
 struct MoERandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var base: SplitMix
+    init(seed: UInt64) { base = SplitMix(seed: seed) }
+    mutating func next() -> UInt64 { base.next() }
     mutating func uniform() -> Double { (Double(next() >> 11) + 0.5) / Double(1 << 53) }
     mutating func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
 }
