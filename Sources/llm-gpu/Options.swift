@@ -73,7 +73,7 @@ struct ModelOption: ParsableArguments {
             guard FileManager.default.fileExists(atPath: model) else { throw CLIError("model file not found: \(model)") }
             return model
         }
-        let path = DefaultModel.path
+        let path = ModelCache.path(ModelCache.defaultModelFile)
         guard FileManager.default.fileExists(atPath: path) else {
             throw CLIError("the default model is not in the cache (\(path)); fetch it with `scripts/fetch-model` or pass --model PATH")
         }
@@ -81,17 +81,6 @@ struct ModelOption: ParsableArguments {
     }
 }
 
-/// Where the default model lives: $LLM_GPU_CACHE, else $XDG_CACHE_HOME/llm-gpu, else ~/.cache/llm-gpu.
-enum DefaultModel {
-    static let fileName = "SmolLM2-135M-Instruct-Q4_1.gguf"
-    static var directory: String {
-        let env = ProcessInfo.processInfo.environment
-        if let dir = env["LLM_GPU_CACHE"], !dir.isEmpty { return dir }
-        if let xdg = env["XDG_CACHE_HOME"], !xdg.isEmpty { return xdg + "/llm-gpu" }
-        return FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-    }
-    static var path: String { directory + "/" + fileName }
-}
 
 /// A user-facing error from the CLI layer itself.
 struct CLIError: Error, CustomStringConvertible {

@@ -108,6 +108,13 @@ func assertClose(_ got: [Float], _ want: [Float], tolerance: Double, _ what: @au
     XCTAssert(e <= tolerance, "\(what()): nmse \(e) > \(tolerance)", file: file, line: line)
 }
 
+/// A real model from llm-gpu's cache (ModelCache), or XCTSkip naming where it was looked for.
+func cachedModel(_ file: String) throws -> String {
+    let path = ModelCache.path(file)
+    guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(file) is not in the cache (\(path))") }
+    return path
+}
+
 /// SplitMix64: deterministic inputs, the same on every machine.
 struct SeededRandom {
     var state: UInt64

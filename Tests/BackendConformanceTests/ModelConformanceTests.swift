@@ -59,12 +59,7 @@ final class ModelConformanceTests: XCTestCase {
     /// Greedy ids of "The capital of France is" on SmolLM2-135M Q4_1, 16 tokens: each backend
     /// must pick exactly the CPU backend's tokens.
     func testSmolLM2GreedyMatchesCPU() throws {
-        let env = ProcessInfo.processInfo.environment
-        let directory = env["LLM_GPU_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-        let path = directory + "/SmolLM2-135M-Instruct-Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("SmolLM2 is not in the cache (\(path))") }
+        let path = try cachedModel(ModelCache.defaultModelFile)
         let prompt: [Int32] = [504, 3575, 282, 4649, 314]
 
         func greedy(_ backend: Backend) throws -> [Int32] {

@@ -161,13 +161,7 @@ final class OpenCLKQuantTests: XCTestCase {
 /// backend's tokens. Skipped when the model is not in the cache.
 final class OpenCLKQuantModelTests: XCTestCase {
     static func cachedModel(_ file: String) throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let directory = env["LLM_GPU_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-        let path = directory + "/" + file
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(file) is not in the cache (\(path))") }
-        return path
+        try BackendConformanceTests.cachedModel(file)
     }
 
     func greedy(_ backend: Backend, path: String, prompt: String, tokens: Int) throws -> (ids: [Int32], text: String) {

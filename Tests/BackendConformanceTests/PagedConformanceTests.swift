@@ -166,12 +166,7 @@ final class PagedConformanceTests: XCTestCase {
     /// SmolLM2-135M Q4_1, "The capital of France is", 4 beams (the CLI's --beams 4 defaults),
     /// 8 tokens: the best hypothesis equals the CPU backend's.
     func testSmolLM2BeamSearchMatchesCPU() throws {
-        let env = ProcessInfo.processInfo.environment
-        let directory = env["LLM_GPU_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-        let path = directory + "/SmolLM2-135M-Instruct-Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("SmolLM2 is not in the cache (\(path))") }
+        let path = try cachedModel(ModelCache.defaultModelFile)
         let prompt: [Int32] = [504, 3575, 282, 4649, 314]
         let want = try Self.beamSearch(ConformanceBackends.oracle, path: path, prompt: prompt, beams: 4, maxTokens: 8, returnCount: 1)
         try forEachBackend { backend, _ in

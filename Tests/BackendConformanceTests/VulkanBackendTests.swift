@@ -207,10 +207,6 @@ final class VulkanBackendTests: XCTestCase {
     }
 
     private func smolLM2Path() -> String {
-        let env = ProcessInfo.processInfo.environment
-        let dir = env["LLM_GPU_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-        return dir + "/SmolLM2-135M-Instruct-Q4_1.gguf"
+        ModelCache.path(ModelCache.defaultModelFile)
     }
 }

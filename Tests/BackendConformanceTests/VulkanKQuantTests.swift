@@ -61,13 +61,7 @@ final class VulkanKQuantTests: XCTestCase {
     // MARK: Models
 
     static func cachedModel(_ file: String) throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let directory = env["LLM_GPU_CACHE"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu"
-        let path = directory + "/" + file
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(file) is not in the cache (\(path))") }
-        return path
+        try BackendConformanceTests.cachedModel(file)
     }
 
     /// Greedy ids of "The capital of France is", 8 tokens.

@@ -28,12 +28,9 @@ struct RealModelGolden {
     static let prompts = ["The capital of France is", "My favourite food is", "import numpy as np"]
 
     func path() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let dir = env["LLM_GPU_CACHE"] ?? (env["XDG_CACHE_HOME"].map { $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu")
-        let path = dir + "/" + modelFile
+        let path = ModelCache.path(modelFile)
         guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("\(modelFile) is not in \(dir); run scripts/fetch-model \(fetchName)")
+            throw XCTSkip("\(modelFile) is not in \(ModelCache.directory); run scripts/fetch-model \(fetchName)")
         }
         return path
     }

@@ -11,16 +11,7 @@ enum Fixtures {
     static func real(_ name: String) -> String { root.appendingPathComponent("real/\(name)").path }
 
     /// SmolLM2 from the user's cache; tests that need it skip, naming the fetch step, when absent.
-    static func smolLM2() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let dir = env["LLM_GPU_CACHE"] ?? (env["XDG_CACHE_HOME"].map { $0 + "/llm-gpu" }
-            ?? FileManager.default.homeDirectoryForCurrentUser.path + "/.cache/llm-gpu")
-        let path = dir + "/SmolLM2-135M-Instruct-Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("SmolLM2 is not in \(dir); run scripts/fetch-model first")
-        }
-        return path
-    }
+    static func smolLM2() throws -> String { try RealModelGolden.smolLM2.path() }
 }
 
 /// A float32 .npy file (the reference logits), C order.
