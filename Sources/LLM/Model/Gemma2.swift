@@ -9,9 +9,7 @@
 enum Gemma2 {
     static func load(gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
         var config = try ModelConfig(gguf: gguf, architecture: "gemma2", ropeStyle: .neox)
-        config.ffnActivation = .geluTanh
-        config.embeddingScale = Float(config.dim).squareRoot()
-        config.attentionScale = 1 / Float(config.headDim).squareRoot()
+        applyGemmaBasics(&config)
         let window = gguf["gemma2.attention.sliding_window"]?.intValue ?? 0
         config.layerWindows = (0..<config.layers).map { $0 % 2 == 0 ? window : 0 }
 
@@ -19,8 +17,7 @@ enum Gemma2 {
         let (embedding, output, norm) = try loader.embeddingAndOutput(config)
         let layers = try (0..<config.layers).map { i -> LayerWeights in
             var layer = try loader.standardLayer(i, config)
-            layer.postAttentionNorm = try loader.vector(loader.layer(i, "post_attention_norm"), width: config.dim)
-            layer.postFFNNorm = try loader.vector(loader.layer(i, "post_ffw_norm"), width: config.dim)
+            try loadPostNorms(&layer, i, loader, config)
             return layer
         }
         return (config, TransformerWeights(tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output))

@@ -18,9 +18,7 @@ enum Gemma3 {
 
     static func load(gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
         var config = try ModelConfig(gguf: gguf, architecture: "gemma3", ropeStyle: .neox)
-        config.ffnActivation = .geluTanh
-        config.embeddingScale = Float(config.dim).squareRoot()
-        config.attentionScale = 1 / Float(config.headDim).squareRoot()
+        applyGemmaBasics(&config)
         let window = gguf["gemma3.attention.sliding_window"]?.intValue ?? 0
         config.layerWindows = (0..<config.layers).map { ($0 + 1) % globalEvery == 0 ? 0 : window }
         var local = config.rope
@@ -34,10 +32,22 @@ enum Gemma3 {
             var layer = try loader.standardLayer(i, config)
             layer.qNorm = try loader.vector(loader.layer(i, "attn_q_norm"), width: config.headDim)
             layer.kNorm = try loader.vector(loader.layer(i, "attn_k_norm"), width: config.headDim)
-            layer.postAttentionNorm = try loader.vector(loader.layer(i, "post_attention_norm"), width: config.dim)
-            layer.postFFNNorm = try loader.vector(loader.layer(i, "post_ffw_norm"), width: config.dim)
+            try loadPostNorms(&layer, i, loader, config)
             return layer
         }
         return (config, TransformerWeights(tokenEmbedding: embedding, layers: layers, outputNorm: norm, output: output))
     }
+}
+
+/// What Gemma 2 and Gemma 3 share: GeGLU with the tanh GELU, embeddings × √dim, q·k scaled by
+/// 1/√key_length, and norms after attention and after the FFN as well as before.
+func applyGemmaBasics(_ config: inout ModelConfig) {
+    config.ffnActivation = .geluTanh
+    config.embeddingScale = Float(config.dim).squareRoot()
+    config.attentionScale = 1 / Float(config.headDim).squareRoot()
+}
+
+func loadPostNorms(_ layer: inout LayerWeights, _ i: Int, _ loader: WeightLoader, _ config: ModelConfig) throws {
+    layer.postAttentionNorm = try loader.vector(loader.layer(i, "post_attention_norm"), width: config.dim)
+    layer.postFFNNorm = try loader.vector(loader.layer(i, "post_ffw_norm"), width: config.dim)
 }

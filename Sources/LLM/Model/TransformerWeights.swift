@@ -88,37 +88,23 @@ struct WeightLoader {
         return try backend.makeWeight(name: name, type: info.type, rows: rows, columns: columns, bytes: gguf.bytes(of: info))
     }
 
-    /// `vector(name, width:)` when the file has the tensor, nil when it does not.
-    func optionalVector(_ name: String, width: Int) throws -> BackendWeight? {
-        gguf.tensor(name) == nil ? nil : try vector(name, width: width)
-    }
-
     /// The standard decoder layer every llama-like family shares; families then add their extras.
     /// A layer with a router (`ffn_gate_inp`) gets routed experts instead of the dense FFN.
     func standardLayer(_ i: Int, _ c: ModelConfig) throws -> LayerWeights {
         let dim = c.dim, q = c.heads * c.headDim, kv = c.kvHeads * c.headDim
-        if let moe = try moeLayer(i, c) {
-            var layer = LayerWeights(
-                attentionNorm: try vector(layer(i, "attn_norm"), width: dim),
-                wq: try matrix(layer(i, "attn_q"), rows: q, columns: dim),
-                wk: try matrix(layer(i, "attn_k"), rows: kv, columns: dim),
-                wv: try matrix(layer(i, "attn_v"), rows: kv, columns: dim),
-                wo: try matrix(layer(i, "attn_output"), rows: dim, columns: q),
-                ffnNorm: try vector(layer(i, "ffn_norm"), width: dim),
-                ffnGate: nil, ffnUp: nil, ffnDown: nil)
-            layer.moe = moe
-            return layer
-        }
-        return LayerWeights(
+        let moe = try moeLayer(i, c)
+        var layer = LayerWeights(
             attentionNorm: try vector(layer(i, "attn_norm"), width: dim),
             wq: try matrix(layer(i, "attn_q"), rows: q, columns: dim),
             wk: try matrix(layer(i, "attn_k"), rows: kv, columns: dim),
             wv: try matrix(layer(i, "attn_v"), rows: kv, columns: dim),
             wo: try matrix(layer(i, "attn_output"), rows: dim, columns: q),
             ffnNorm: try vector(layer(i, "ffn_norm"), width: dim),
-            ffnGate: try matrix(layer(i, "ffn_gate"), rows: c.ffnDim, columns: dim),
-            ffnUp: try matrix(layer(i, "ffn_up"), rows: c.ffnDim, columns: dim),
-            ffnDown: try matrix(layer(i, "ffn_down"), rows: dim, columns: c.ffnDim))
+            ffnGate: moe == nil ? try matrix(layer(i, "ffn_gate"), rows: c.ffnDim, columns: dim) : nil,
+            ffnUp: moe == nil ? try matrix(layer(i, "ffn_up"), rows: c.ffnDim, columns: dim) : nil,
+            ffnDown: moe == nil ? try matrix(layer(i, "ffn_down"), rows: dim, columns: c.ffnDim) : nil)
+        layer.moe = moe
+        return layer
     }
 
     /// The embedding table, and the output projection (`output.weight`, or the embedding when tied).
