@@ -1,20 +1,59 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-bench (CPU backend) from the source package llama-cpp-python on PyPI,
-# which vendors llama.cpp, into Benchmarks/.llama.cpp (ignored by git; nothing of it is committed).
-# Needs cmake and a C++ compiler (Debian: apt-get install cmake g++).
+# Builds llama.cpp's llama-bench from the source package llama-cpp-python on PyPI, which vendors
+# llama.cpp, into Benchmarks/.llama.cpp (ignored by git; nothing of it is committed).
+#
+#     Benchmarks/build-llama-cpp.sh [cpu|vulkan|opencl]     (default cpu; prints the llama-bench path)
+#
+# One source tree, one build folder per backend: .llama.cpp/build (cpu), .llama.cpp/build-vulkan,
+# .llama.cpp/build-opencl. LLAMA_CPP_SRC=path uses an already unpacked llama.cpp tree instead of
+# downloading the sdist. The build runs under `nice` with at most $JOBS (default: all cores) jobs.
+# Needs cmake and a C++ compiler (Debian: apt-get install cmake g++), and for
+#   vulkan: libvulkan-dev glslc spirv-headers (the Vulkan loader, the shader compiler, SPIR-V headers)
+#   opencl: ocl-icd-opencl-dev opencl-headers (the OpenCL loader and its C headers), python3
 set -euo pipefail
 cd "$(dirname "$0")"
+BACKEND=${1:-cpu}
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
 OUT=.llama.cpp
-BIN="$OUT/build/bin/llama-bench"
+case "$BACKEND" in
+    cpu) BUILD="$OUT/build"; FLAGS=() ;;
+    vulkan)
+        BUILD="$OUT/build-vulkan"; FLAGS=(-DGGML_VULKAN=ON)
+        missing=()
+        [ -e /usr/include/vulkan/vulkan.hpp ] || missing+=(libvulkan-dev)
+        command -v glslc >/dev/null || missing+=(glslc)
+        [ -e /usr/include/spirv/unified1/spirv.hpp ] || missing+=(spirv-headers)
+        if [ ${#missing[@]} -gt 0 ]; then
+            echo "build-llama-cpp: the vulkan build needs ${missing[*]} (apt-get install libvulkan-dev glslc spirv-headers)" >&2
+            exit 1
+        fi ;;
+    opencl)
+        BUILD="$OUT/build-opencl"; FLAGS=(-DGGML_OPENCL=ON)
+        missing=()
+        [ -e /usr/include/CL/cl.h ] || missing+=(opencl-headers)
+        ls /usr/lib/*/libOpenCL.so >/dev/null 2>&1 || missing+=(ocl-icd-opencl-dev)
+        command -v python3 >/dev/null || missing+=(python3)
+        if [ ${#missing[@]} -gt 0 ]; then
+            echo "build-llama-cpp: the opencl build needs ${missing[*]} (apt-get install ocl-icd-opencl-dev opencl-headers python3)" >&2
+            exit 1
+        fi ;;
+    *) echo "usage: build-llama-cpp.sh [cpu|vulkan|opencl]" >&2; exit 2 ;;
+esac
+BIN="$BUILD/bin/llama-bench"
 if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
 command -v cmake >/dev/null || { echo "build-llama-cpp: needs cmake (apt-get install cmake)" >&2; exit 1; }
 mkdir -p "$OUT"
-python3 -m pip download --no-deps --no-binary :all: -q -d "$OUT" "llama-cpp-python==$VERSION"
-tar xzf "$OUT/llama_cpp_python-$VERSION.tar.gz" -C "$OUT"
-SRC="$OUT/llama_cpp_python-$VERSION/vendor/llama.cpp"
+if [ -n "${LLAMA_CPP_SRC:-}" ]; then
+    SRC=$LLAMA_CPP_SRC
+else
+    SRC="$OUT/llama_cpp_python-$VERSION/vendor/llama.cpp"
+    if [ ! -d "$SRC" ]; then
+        python3 -m pip download --no-deps --no-binary :all: -q -d "$OUT" "llama-cpp-python==$VERSION"
+        tar xzf "$OUT/llama_cpp_python-$VERSION.tar.gz" -C "$OUT"
+    fi
+fi
 # GGML_NATIVE: tuned for this CPU, as llm-gpu's CPU backend is (-target-cpu native).
-cmake -S "$SRC" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
-cmake --build "$OUT/build" -j "$(nproc)" --target llama-bench >&2
+cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF "${FLAGS[@]}" >&2
+nice -n 15 cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target llama-bench >&2
 echo "$BIN"
