@@ -55,7 +55,7 @@ public final class CPUBackend: Backend {
     /// whole weight once. Tests use it to show what a decode step touches (MoE: only k experts).
     public var matmulWeightBytesRead = 0
 
-    /// With `llamaCppActivationRounding`, the decode mat-vec of Q4_0/Q4_1/Q5_0/Q8_0 weights runs
+    /// With `llamaCppActivationRounding`, the decode mat-vec of Q4_0/Q4_1/Q5_0/Q8_0 and K-quant weights runs
     /// on int8 activations and integer dots (llama.cpp's way, and its speed) instead of the emulation.
     private let int8MatVec = Int8MatVec()
 

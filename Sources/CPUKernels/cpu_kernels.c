@@ -68,6 +68,42 @@ void cpuk_quantize_row_q8(const float *x, cpuk_block_q8 *y, int64_t count) {
     }
 }
 
+void cpuk_quantize_row_q8k(const float *x, cpuk_block_q8k *y, int64_t count) {
+    for (int64_t b = 0; b < count / 256; b++) {
+        const float *xs = x + 256 * b;
+        float amax = 0, vmax = 0; // the value of largest magnitude, sign kept (the first such)
+        for (int i = 0; i < 256; i++) {
+            const float a = __builtin_fabsf(xs[i]);
+            if (a > amax) { amax = a; vmax = xs[i]; }
+        }
+        if (amax == 0) {
+            memset(&y[b], 0, sizeof y[b]);
+            continue;
+        }
+        const float iscale = -127.0f / vmax;
+        for (int i = 0; i < 256; i++) {
+            const float v = iscale * xs[i];
+            const float r = (v + 12582912.0f) - 12582912.0f;
+            const int q = (int)r;
+            y[b].qs[i] = (int8_t)(q < 127 ? q : 127);
+        }
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += y[b].qs[16 * g + i];
+            y[b].bsums[g] = (int16_t)sum;
+        }
+        y[b].d = 1 / iscale;
+    }
+}
+
+int cpuk_activation_block(int type) {
+    switch (type) {
+    case CPUK_Q4_0: case CPUK_Q4_1: case CPUK_Q5_0: case CPUK_Q8_0: return 32;
+    case CPUK_Q4_K: case CPUK_Q5_K: case CPUK_Q6_K: return 256;
+    default: return 0;
+    }
+}
+
 // ---- shared float epilogue --------------------------------------------------------------------
 
 // acc[l] += d · lane[l] for 8 lanes; then ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) + extra.
@@ -89,7 +125,8 @@ static inline void lanes_scalar(float acc[8], const int8_t *w, const int8_t *x, 
     }
 }
 
-static float dot_q4_1_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
+static float dot_q4_1_scalar(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
     float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 20) {
         int8_t q[32];
@@ -100,7 +137,8 @@ static float dot_q4_1_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t n
     return finish8(acc, extra);
 }
 
-static float dot_q4_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
+static float dot_q4_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
     float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 18) {
         int8_t q[32];
@@ -110,7 +148,8 @@ static float dot_q4_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t n
     return finish8(acc, extra);
 }
 
-static float dot_q5_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
+static float dot_q5_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
     float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 22) {
         uint32_t qh; memcpy(&qh, w + 2, 4);
@@ -124,12 +163,113 @@ static float dot_q5_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t n
     return finish8(acc, extra);
 }
 
-static float dot_q8_0_scalar(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {
+static float dot_q8_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
     float acc[2][8] = {{0}}, extra[2] = {0};
     for (int64_t b = 0; b < nb; b++, w += 34) {
         lanes_scalar(acc[b & 1], (const int8_t *)(w + 2), x[b].qs, h2f(ld16(w)) * x[b].d);
     }
     return finish8(acc, extra);
+}
+
+// ---- K-quants ---------------------------------------------------------------------------------
+// A super-block of 256 against one Q8_K block. Everything inside a super-block is an exact integer
+// (sub-block sums times their 6-bit scales, the mins times `bsums`), so the SIMD paths only have to
+// form the same integers; the float work is two products per super-block, in this order.
+
+// The 6-bit scale and min of sub-block j of a Q4_K/Q5_K block (ggml's get_scale_min_k4).
+static inline void k_scale_min(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// Σ_j m_j · (Σx over sub-block j) for the eight 32-value sub-blocks of a Q4_K/Q5_K block.
+static inline int32_t k_min_sum(const uint8_t *scales, const int16_t *bsums) {
+    int32_t summ = 0;
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k_scale_min(j, scales, &sc, &m);
+        summ += m * (bsums[2 * j] + bsums[2 * j + 1]);
+    }
+    return summ;
+}
+
+// Q4_K (144 bytes: half d, half dmin, u8 scales[12], u8 qs[128]) and Q5_K (176 bytes: qh[32] before
+// qs): x = d·sc·q − dmin·m per 32-value sub-block.
+static inline float dot_q45_K_scalar(const uint8_t *w, const void *xv, int64_t nb, int five) {
+    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
+    const int size = five ? 176 : 144;
+    float acc = 0, accm = 0;
+    for (int64_t b = 0; b < nb; b++, w += size) {
+        const uint8_t *scales = w + 4, *qh = w + 16, *qs = w + (five ? 48 : 16);
+        const int8_t *xq = x[b].qs;
+        int32_t sumi = 0;
+        for (int p = 0; p < 4; p++) {
+            int s1, s2, m;
+            k_scale_min(2 * p, scales, &s1, &m);
+            k_scale_min(2 * p + 1, scales, &s2, &m);
+            int32_t i1 = 0, i2 = 0;
+            for (int l = 0; l < 32; l++) {
+                int lo = qs[32 * p + l] & 15, hi = qs[32 * p + l] >> 4;
+                if (five) {
+                    lo |= ((qh[l] >> (2 * p)) & 1) << 4;
+                    hi |= ((qh[l] >> (2 * p + 1)) & 1) << 4;
+                }
+                i1 += lo * xq[64 * p + l];
+                i2 += hi * xq[64 * p + 32 + l];
+            }
+            sumi += s1 * i1 + s2 * i2;
+        }
+        const int32_t summ = k_min_sum(scales, x[b].bsums);
+        acc = acc + (h2f(ld16(w)) * x[b].d) * (float)sumi;
+        accm = accm + (h2f(ld16(w + 2)) * x[b].d) * (float)summ;
+    }
+    return acc - accm;
+}
+static float dot_q4_K_scalar(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_scalar(w, x, nb, 0); }
+static float dot_q5_K_scalar(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_scalar(w, x, nb, 1); }
+
+// Σ_s sc_s · 32 · (Σx over 16-value sub-block s): Q6_K's −32 offset, folded in with integers.
+static inline int32_t q6_K_offset(const int8_t *scales, const int16_t *bsums) {
+    int32_t sum = 0;
+    for (int s = 0; s < 16; s++) sum += scales[s] * bsums[s];
+    return 32 * sum;
+}
+
+// Q6_K (210 bytes: u8 ql[128], u8 qh[64], i8 scales[16], half d): x = d·sc·(q − 32) per 16 values.
+// In each half of 128 values, value 32k + l (quarter k, l < 32) has its low 4 bits in
+// ql[l] & 15, ql[l+32] & 15, ql[l] >> 4 or ql[l+32] >> 4 for k = 0…3, and its top 2 bits in
+// bits 2k, 2k+1 of qh[l].
+static float dot_q6_K_scalar(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
+    float acc = 0;
+    for (int64_t b = 0; b < nb; b++, w += 210) {
+        const int8_t *scales = (const int8_t *)(w + 192);
+        int32_t sumi = 0;
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = w + 64 * h, *qh = w + 128 + 32 * h;
+            const int8_t *xq = x[b].qs + 128 * h;
+            for (int k = 0; k < 4; k++) {
+                for (int s = 0; s < 2; s++) {
+                    int32_t isum = 0;
+                    for (int l = 16 * s; l < 16 * s + 16; l++) {
+                        const int nib = k < 2 ? ql[l + 32 * k] & 15 : ql[l + 32 * (k - 2)] >> 4;
+                        const int q = nib | ((qh[l] >> (2 * k)) & 3) << 4;
+                        isum += q * xq[32 * k + l];
+                    }
+                    sumi += scales[8 * h + 2 * k + s] * isum;
+                }
+            }
+        }
+        sumi -= q6_K_offset(scales, x[b].bsums);
+        acc = acc + (h2f(ld16(w + 208)) * x[b].d) * (float)sumi;
+    }
+    return acc;
 }
 
 // ---- x86 SIMD ---------------------------------------------------------------------------------
@@ -195,7 +335,8 @@ static inline TGT_VNNI __m256i lanes_us_vnni(__m256i w, __m256i x) {
 
 // Even blocks into (a0, e0), odd into (a1, e1), as the scalar path does.
 #define DEFINE_DOT(SUF, TGT, NAME, BYTES, BODY)                                                        \
-static TGT float dot_##NAME##_##SUF(const uint8_t *w, const cpuk_block_q8 *x, int64_t nb) {             \
+static TGT float dot_##NAME##_##SUF(const uint8_t *w, const void *xv, int64_t nb) {                     \
+    const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;                                                \
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                         \
     float e0 = 0, e1 = 0;                                                                              \
     int64_t b = 0;                                                                                     \
@@ -214,6 +355,82 @@ static TGT float dot_##NAME##_##SUF(const uint8_t *w, const cpuk_block_q8 *x, in
     DEFINE_DOT(SUF, TGT, q5_0, 22, BODY_Q5_0)                                                          \
     DEFINE_DOT(SUF, TGT, q8_0, 34, BODY_Q8_0)
 
+// K-quants: maddubs of unsigned weights (≤ 63) with signed activations cannot saturate
+// (2·63·127 < 2^15), and madd by the sub-block scale sums pairs into int32 lanes, exactly.
+static inline TGT_AVX2 int32_t hsum_i32_avx2(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline TGT_AVX2 float dot_q45_K_avx2(const uint8_t *w, const void *xv, int64_t nb, int five) {
+    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
+    const int size = five ? 176 : 144;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    float acc = 0, accm = 0;
+    for (int64_t b = 0; b < nb; b++, w += size) {
+        const uint8_t *scales = w + 4, *qs = w + (five ? 48 : 16);
+        const int8_t *xq = x[b].qs;
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
+        __m256i sumv = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            int s1, s2, m;
+            k_scale_min(2 * p, scales, &s1, &m);
+            k_scale_min(2 * p + 1, scales, &s2, &m);
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
+            __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
+            }
+            const __m256i p1 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + 64 * p)));
+            const __m256i p2 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 64 * p + 32)));
+            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)s1)));
+            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p2, _mm256_set1_epi16((short)s2)));
+        }
+        const int32_t sumi = hsum_i32_avx2(sumv);
+        const int32_t summ = k_min_sum(scales, x[b].bsums);
+        acc = acc + (_cvtsh_ss(ld16(w)) * x[b].d) * (float)sumi;
+        accm = accm + (_cvtsh_ss(ld16(w + 2)) * x[b].d) * (float)summ;
+    }
+    return acc - accm;
+}
+static TGT_AVX2 float dot_q4_K_avx2(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_avx2(w, x, nb, 0); }
+static TGT_AVX2 float dot_q5_K_avx2(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_avx2(w, x, nb, 1); }
+
+static TGT_AVX2 float dot_q6_K_avx2(const uint8_t *w, const void *xv, int64_t nb) {
+    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
+    const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+    float acc = 0;
+    for (int64_t b = 0; b < nb; b++, w += 210) {
+        const int8_t *scales = (const int8_t *)(w + 192);
+        __m256i sumv = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
+            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+            const int8_t *xq = x[b].qs + 128 * h;
+            const __m256i nib[4] = {
+                _mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
+            };
+            for (int k = 0; k < 4; k++) {
+                const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), two), 4);
+                const __m256i q = _mm256_or_si256(nib[k], high);
+                const __m256i prod = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xq + 32 * k)));
+                // int16 lanes 0–7 hold values 0–15 (sub-block 2k), lanes 8–15 values 16–31 (2k+1).
+                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(scales[8 * h + 2 * k + 1]),
+                                                    _mm_set1_epi16(scales[8 * h + 2 * k]));
+                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(prod, sc));
+            }
+        }
+        const int32_t sumi = hsum_i32_avx2(sumv) - q6_K_offset(scales, x[b].bsums);
+        acc = acc + (_cvtsh_ss(ld16(w + 208)) * x[b].d) * (float)sumi;
+    }
+    return acc;
+}
+
 DEFINE_SIMD(avx2, TGT_AVX2)
 DEFINE_SIMD(vnni, TGT_VNNI)
 
@@ -221,7 +438,7 @@ DEFINE_SIMD(vnni, TGT_VNNI)
 
 // ---- dispatch ---------------------------------------------------------------------------------
 
-typedef float (*row_dot_fn)(const uint8_t *, const cpuk_block_q8 *, int64_t);
+typedef float (*row_dot_fn)(const uint8_t *, const void *, int64_t);
 
 int cpuk_best_isa(void) {
 #ifdef CPUK_X86
@@ -251,6 +468,10 @@ static row_dot_fn pick(int isa, int type) {
         case CPUK_Q4_0: return dot_q4_0_vnni;
         case CPUK_Q5_0: return dot_q5_0_vnni;
         case CPUK_Q8_0: return dot_q8_0_vnni;
+        // The K-quant dots are integer-exact already; AVX2's is as fast here.
+        case CPUK_Q4_K: return dot_q4_K_avx2;
+        case CPUK_Q5_K: return dot_q5_K_avx2;
+        case CPUK_Q6_K: return dot_q6_K_avx2;
         default: return 0;
         }
     }
@@ -260,6 +481,9 @@ static row_dot_fn pick(int isa, int type) {
         case CPUK_Q4_0: return dot_q4_0_avx2;
         case CPUK_Q5_0: return dot_q5_0_avx2;
         case CPUK_Q8_0: return dot_q8_0_avx2;
+        case CPUK_Q4_K: return dot_q4_K_avx2;
+        case CPUK_Q5_K: return dot_q5_K_avx2;
+        case CPUK_Q6_K: return dot_q6_K_avx2;
         default: return 0;
         }
     }
@@ -269,12 +493,15 @@ static row_dot_fn pick(int isa, int type) {
     case CPUK_Q4_0: return dot_q4_0_scalar;
     case CPUK_Q5_0: return dot_q5_0_scalar;
     case CPUK_Q8_0: return dot_q8_0_scalar;
+    case CPUK_Q4_K: return dot_q4_K_scalar;
+    case CPUK_Q5_K: return dot_q5_K_scalar;
+    case CPUK_Q6_K: return dot_q6_K_scalar;
     default: return 0;
     }
 }
 
 int cpuk_vec_dot_rows_isa(int isa, int type, const void *weights, size_t row_stride, int64_t rows,
-                          const cpuk_block_q8 *x, int64_t blocks, float *y) {
+                          const void *x, int64_t blocks, float *y) {
     const row_dot_fn f = pick(isa, type);
     if (!f) return 0;
     const uint8_t *w = (const uint8_t *)weights;
@@ -283,7 +510,7 @@ int cpuk_vec_dot_rows_isa(int isa, int type, const void *weights, size_t row_str
 }
 
 int cpuk_vec_dot_rows(int type, const void *weights, size_t row_stride, int64_t rows,
-                      const cpuk_block_q8 *x, int64_t blocks, float *y) {
+                      const void *x, int64_t blocks, float *y) {
     return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
 }
 
@@ -310,7 +537,7 @@ typedef struct {
     const uint8_t *w;
     size_t stride;
     int64_t rows, blocks, per;
-    const cpuk_block_q8 *x;
+    const void *x;
     float *y;
     int nth;
 } cpuk_job;
@@ -358,7 +585,7 @@ static void *worker_main(void *p) {
 }
 
 int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
-                               const cpuk_block_q8 *x, int64_t blocks, float *y, int threads) {
+                               const void *x, int64_t blocks, float *y, int threads) {
     const row_dot_fn f = pick(2, type);
     if (!f) return 0;
     int nth = threads < CPUK_MAX_THREADS ? threads : CPUK_MAX_THREADS;

@@ -4,39 +4,61 @@ import BackendCPU
 import CPUKernels
 
 /// The int8 decode fast path (`CPUBackend(llamaCppActivationRounding: true)`, rows == 1): activations
-/// quantized once to Q8 blocks, integer dots in CPUKernels. It must agree with the f32 emulation of
+/// quantized once to Q8 blocks (Q8_K super-blocks for the K-quants), integer dots in CPUKernels. It must agree with the f32 emulation of
 /// the same rounding (ActivationRounding, then the f32 dot): the integer block sums are exact, so
 /// only the order of the float scaling differs. Tolerance: |fast − emulated| ≤ 1e-5 · Σ|w·x'|
 /// (x' the rounded activations), i.e. f32 rounding of the sum. The scalar, AVX2 and AVX512-VNNI
 /// kernels must agree bit for bit.
 final class Int8DotTests: XCTestCase {
-    private let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q8_0]
+    private let types: [GGMLType] = [.q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q5_K, .q6_K]
 
-    /// Random blocks: f16 scales of either sign, any nibbles / high bits / int8 (−128 included).
+    private func isK(_ type: GGMLType) -> Bool { type.blockSize == 256 }
+
+    /// Random blocks: f16 scales of either sign, any nibbles / high bits / 6-bit scales and mins /
+    /// int8 (−128 included).
     private func randomRow(_ type: GGMLType, rows: Int, columns: Int, _ rng: inout SplitMix) -> [UInt8] {
         var out: [UInt8] = []
         func half(_ v: Float) { withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { out += $0 } }
-        for _ in 0..<(rows * columns / 32) {
-            half(Float(rng.nextUnit() * 0.02 - 0.01))
+        func bytes(_ n: Int) { for _ in 0..<n { out.append(UInt8(truncatingIfNeeded: rng.next())) } }
+        for _ in 0..<(rows * columns / type.blockSize) {
+            let d = Float(rng.nextUnit() * 0.02 - 0.01)
             switch type {
-            case .q4_1: half(Float(rng.nextUnit() * 0.2 - 0.1)); for _ in 0..<16 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
-            case .q4_0: for _ in 0..<16 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
-            case .q5_0: for _ in 0..<20 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
-            case .q8_0: for _ in 0..<32 { out.append(UInt8(truncatingIfNeeded: rng.next())) }
+            case .q4_1: half(d); half(Float(rng.nextUnit() * 0.2 - 0.1)); bytes(16)
+            case .q4_0: half(d); bytes(16)
+            case .q5_0: half(d); bytes(20)
+            case .q8_0: half(d); bytes(32)
+            case .q4_K: half(d / 16); half(Float(rng.nextUnit() * 0.004)); bytes(12 + 128)
+            case .q5_K: half(d / 16); half(Float(rng.nextUnit() * 0.004)); bytes(12 + 32 + 128)
+            case .q6_K: bytes(128 + 64 + 16); half(d / 32)
             default: fatalError()
             }
         }
         return out
     }
 
-    /// llama.cpp's Q8_0/Q8_1 rounding in f32 (what ActivationRounding does inside the backend).
-    private func rounded(_ x: [Float]) -> [Float] {
+    /// llama.cpp's activation rounding in f32 (what ActivationRounding does inside the backend).
+    private func rounded(_ x: [Float], for type: GGMLType) -> [Float] {
+        if isK(type) { return roundedQ8K(x) }
         var y = x
         for start in stride(from: 0, to: x.count, by: 32) {
             let amax = x[start..<(start + 32)].map { abs($0) }.max()!
             let d = amax / 127, id: Float = amax != 0 ? 127 / amax : 0
             let dh = Float(Float16(d))
             for i in start..<(start + 32) { y[i] = dh * (x[i] * id).rounded(.toNearestOrEven) }
+        }
+        return y
+    }
+
+    /// Q8_K, written out from ggml's quantize_row_q8_K_ref: per 256, iscale = −127/(value of largest
+    /// magnitude), q = min(127, nearest(iscale·x)), d = 1/iscale.
+    private func roundedQ8K(_ x: [Float]) -> [Float] {
+        var y = x
+        for start in stride(from: 0, to: x.count, by: 256) {
+            let block = x[start..<(start + 256)]
+            let peak = block.max { abs($0) < abs($1) }!
+            guard peak != 0 else { for i in block.indices { y[i] = 0 }; continue }
+            let iscale = -127 / peak, d = 1 / iscale
+            for i in block.indices { y[i] = d * min(127, (iscale * x[i]).rounded(.toNearestOrEven)) }
         }
         return y
     }
@@ -69,10 +91,10 @@ final class Int8DotTests: XCTestCase {
         for type in types {
             // 257 rows: enough for the fast path to split rows over its two threads.
             for rows in [1, 7, 33, 67, 257] {
-                for k in [1, 3, 18] {
-                    let columns = 32 * k
+                for k in isK(type) ? [1, 3] : [1, 3, 18] {
+                    let columns = type.blockSize * k
                     let bytes = randomRow(type, rows: rows, columns: columns, &rng)
-                    let input = randomInput(columns, &rng), xr = rounded(input)
+                    let input = randomInput(columns, &rng), xr = rounded(input, for: type)
                     let got = try matmul(fast, type, bytes, rows: rows, columns: columns, input)
                     // The emulated path: rounded activations through the f32 decode dot.
                     let want = try matmul(f32, type, bytes, rows: rows, columns: columns, xr)
@@ -90,7 +112,7 @@ final class Int8DotTests: XCTestCase {
 
     func testQuantizedActivationsEqualTheF32Rounding() {
         var rng = SplitMix(seed: 5)
-        let input = randomInput(32 * 18, &rng), want = rounded(input)
+        let input = randomInput(32 * 18, &rng), want = rounded(input, for: .q8_0)
         var blocks = [cpuk_block_q8](repeating: cpuk_block_q8(), count: 18)
         cpuk_quantize_row_q8(input, &blocks, Int64(input.count))
         for (b, block) in blocks.enumerated() {
@@ -100,19 +122,40 @@ final class Int8DotTests: XCTestCase {
         }
     }
 
+    func testQ8KActivationsEqualTheF32Rounding() {
+        var rng = SplitMix(seed: 6)
+        var input = randomInput(256 * 3, &rng)
+        for i in 256..<512 { input[i] = 0 }           // amax = 0
+        input[600] = -7                                // the largest magnitude negative: iscale > 0
+        let want = roundedQ8K(input)
+        var blocks = [cpuk_block_q8k](repeating: cpuk_block_q8k(), count: 3)
+        cpuk_quantize_row_q8k(input, &blocks, Int64(input.count))
+        for (b, block) in blocks.enumerated() {
+            let qs = withUnsafeBytes(of: block.qs) { Array($0.bindMemory(to: Int8.self)) }
+            let bsums = withUnsafeBytes(of: block.bsums) { Array($0.bindMemory(to: Int16.self)) }
+            for g in 0..<16 { XCTAssertEqual(Int(bsums[g]), qs[(16 * g)..<(16 * g + 16)].reduce(0) { $0 + Int($1) }) }
+            for i in 0..<256 { XCTAssertEqual(block.d * Float(qs[i]), want[b * 256 + i], "super-block \(b) value \(i)") }
+        }
+    }
+
     func testScalarAVX2AndVNNIAgreeBitForBit() {
         var rng = SplitMix(seed: 11)
         for type in types {
-            let rows = 67, columns = 32 * 18
+            let rows = 67, columns = 32 * 18 * (isK(type) ? 8 : 1), count = columns / type.blockSize
             let bytes = randomRow(type, rows: rows, columns: columns, &rng)
-            var blocks = [cpuk_block_q8](repeating: cpuk_block_q8(), count: 18)
-            cpuk_quantize_row_q8(randomInput(columns, &rng), &blocks, Int64(columns))
+            let input = randomInput(columns, &rng)
+            var blocks = [cpuk_block_q8](repeating: cpuk_block_q8(), count: columns / 32)
+            var superBlocks = [cpuk_block_q8k](repeating: cpuk_block_q8k(), count: columns / 256)
+            cpuk_quantize_row_q8(input, &blocks, Int64(columns))
+            cpuk_quantize_row_q8k(input, &superBlocks, Int64(columns))
             let stride = type.rowBytes(columns)!
             var results: [[Float]] = []
             for isa in 0...2 {
                 var y = [Float](repeating: 0, count: rows)
-                let ok = bytes.withUnsafeBytes {
-                    cpuk_vec_dot_rows_isa(Int32(isa), Int32(type.rawValue), $0.baseAddress!, stride, Int64(rows), blocks, 18, &y)
+                let ok = bytes.withUnsafeBytes { w in
+                    isK(type)
+                        ? cpuk_vec_dot_rows_isa(Int32(isa), Int32(type.rawValue), w.baseAddress!, stride, Int64(rows), superBlocks, Int64(count), &y)
+                        : cpuk_vec_dot_rows_isa(Int32(isa), Int32(type.rawValue), w.baseAddress!, stride, Int64(rows), blocks, Int64(count), &y)
                 }
                 XCTAssertEqual(ok, 1)
                 results.append(y)
