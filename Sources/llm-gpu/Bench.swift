@@ -50,7 +50,7 @@ struct Bench: ParsableCommand {
                 return promptTokens
             }
             rows.append(base.with(test: "pp\(promptTokens)", tokens: promptTokens, samples: samples))
-            printProfile(model.backend, title: "pp\(promptTokens)")
+            try printProfile(model.backend, title: "pp\(promptTokens)")
         }
         if genTokens > 0 {
             let tokens = randomTokens(genTokens)
@@ -64,7 +64,7 @@ struct Bench: ParsableCommand {
             row.bytesPerToken = bytes
             row.bandwidthGBPerS = Double(bytes) * row.tokensPerS / 1e9
             rows.append(row)
-            printProfile(model.backend, title: "tg\(genTokens)")
+            try printProfile(model.backend, title: "tg\(genTokens)")
         }
 
         if json {
@@ -149,15 +149,42 @@ struct BenchRow: Encodable {
 }
 
 /// Prints `--profile`'s table to stderr when the backend was wrapped for it.
-func printProfile(_ backend: Backend, title: String) {
+func printProfile(_ backend: Backend, title: String) throws {
     guard let profiler = backend as? ProfilingBackend else { return }
-    let report = profiler.report
-    let total = report.reduce(0) { $0 + $1.seconds }
-    guard total > 0 else { return }
-    printError("\nprofile of \(title) (\(profiler.inner.name) backend, each op synchronized):")
-    func pad(_ s: String) -> String { s.padding(toLength: 20, withPad: " ", startingAt: 0) }
-    printError(pad("op") + "   calls         ms   share")
-    for entry in report {
-        printError(pad(entry.kind) + String(format: " %7d %10.2f %6.1f%%", entry.calls, entry.seconds * 1000, 100 * entry.seconds / total))
+    let report = try profiler.report()
+    let total = report.totalSeconds
+    guard !report.entries.isEmpty else { return }
+    let how: String
+    var timeColumn = "ms"
+    switch report.timing {
+    case .device(let source):
+        how = "device timestamps from \(source), ops not synchronized"
+        timeColumn = "device ms"
+    case .host(let unavailable?):
+        how = "host clock, each op synchronized; \(DeviceTimingUnavailable(unavailable))"
+    case .host(nil):
+        how = "host clock, each op synchronized"
+    }
+    printError("\nprofile of \(title) (\(profiler.inner.name) backend, \(how)):")
+    func pad(_ s: String, _ width: Int = 20) -> String { s.padding(toLength: width, withPad: " ", startingAt: 0) }
+    printError(pad("op") + "   calls " + String(repeating: " ", count: max(0, 10 - timeColumn.count)) + timeColumn + "   share   µs/call")
+    for entry in report.entries {
+        if entry.deviceCommands == 0 {
+            printError(pad(entry.kind) + String(format: " %7d", entry.calls) + "          -   host work only (no device commands)")
+            continue
+        }
+        let share = total > 0 ? 100 * entry.seconds / total : 0
+        printError(pad(entry.kind) + String(format: " %7d %10.2f %6.1f%% %9.1f", entry.calls, entry.seconds * 1000, share,
+                                            entry.seconds * 1e6 / Double(max(entry.calls, 1))))
+    }
+    let wall = report.wallSeconds
+    let busy = wall > 0 ? String(format: " (%.0f%%)", 100 * total / wall) : ""
+    switch report.timing {
+    case .device:
+        printError(String(format: "device busy %.2f ms of %.2f ms wall%@; the rest is host work (recording, launches, sampling) and device idle time",
+                          total * 1000, wall * 1000, busy))
+    case .host:
+        printError(String(format: "ops %.2f ms of %.2f ms wall%@ (each op waited for; device idle gaps are not visible this way)",
+                          total * 1000, wall * 1000, busy))
     }
 }

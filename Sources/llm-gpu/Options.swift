@@ -31,7 +31,7 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
     var context: Int?
 
-    @Flag(help: "Time every op by kind and print the table to stderr (each op is synchronized, so runs are slower).")
+    @Flag(help: "Time every op by kind and print the table to stderr: device timestamps on OpenCL and Vulkan, else the host clock with each op synchronized.")
     var profile = false
 
     func validate() throws {

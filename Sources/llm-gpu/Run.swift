@@ -87,7 +87,7 @@ struct Run: ParsableCommand {
             line += String(format: " | KV %.1f MiB (per-beam caches: %.1f MiB)", Double(peak) / 1_048_576, Double(contiguous) / 1_048_576)
         }
         printError(line)
-        printProfile(model.backend, title: "run")
+        try printProfile(model.backend, title: "run")
     }
 
     private func promptText() throws -> String {

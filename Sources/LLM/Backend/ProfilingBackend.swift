@@ -1,15 +1,64 @@
 import Foundation
 
-/// Wraps a backend and times every op by kind (`--profile`). On an asynchronous backend each op
-/// is followed by `synchronize()`, so the time is the op's own (enqueue to completion) but the
-/// run is slower than an unprofiled one: compare shares, not totals, with an unprofiled run.
+/// Wraps a backend and times every op by kind (`--profile`), in one of two ways:
+///
+/// - device timestamps, when the backend can time its own work (`DeviceTimedBackend`: OpenCL
+///   event profiling, Vulkan timestamp queries). Before each op the backend is told the op's
+///   kind; nothing is synchronized, so the run is pipelined as an unprofiled one, and the times
+///   are the device's execution times, read after each `download`, `argmax` and `synchronize`.
+/// - the host clock otherwise (the CPU backend, a GPU without timestamps): each op is followed
+///   by `synchronize()`, so the time is the op's own (enqueue to completion) but an asynchronous
+///   backend runs slower than unprofiled: compare shares, not totals, with an unprofiled run.
+///
+/// Either way the report also has the wall time from the first op to the last result, so the
+/// gap between it and the summed op times (host work, launch overhead, idle device) shows.
 public final class ProfilingBackend: Backend {
+    /// How the ops were timed.
+    public enum Timing: Equatable, Sendable {
+        /// The device's own clock (`source` says which mechanism); ops are not synchronized.
+        case device(source: String)
+        /// The host clock, each op synchronized. `unavailable` says why device timestamps were
+        /// not used when the backend has them in principle (nil: the backend has none, e.g. CPU,
+        /// or they were not asked for).
+        case host(unavailable: String?)
+    }
+
     public let inner: Backend
-    public private(set) var entries: [String: (calls: Int, seconds: Double)] = [:]
+    public let timing: Timing
+    private let deviceTimer: DeviceTimedBackend?
+    private var calls: [String: Int] = [:]
+    private var hostSeconds: [String: Double] = [:]
+    private var deviceTimes: [String: DeviceTime] = [:]
+    /// Ops enqueued since the device times were last collected.
+    private var uncollected = false
+    private var firstOp: ContinuousClock.Instant?
+    private var lastResult: ContinuousClock.Instant?
     private let clock = ContinuousClock()
 
-    public init(_ inner: Backend) {
+    /// Uses device timestamps when `deviceTimestamps` and the backend can provide them, else the
+    /// host clock (`timing` says which, and why).
+    public init(_ inner: Backend, deviceTimestamps: Bool = true) {
         self.inner = inner
+        var timer: DeviceTimedBackend?
+        var timing = Timing.host(unavailable: nil)
+        if deviceTimestamps, let candidate = inner as? DeviceTimedBackend {
+            do {
+                try candidate.setDeviceTiming(true)
+                timer = candidate
+                timing = .device(source: candidate.deviceTimingSource)
+            } catch let error as DeviceTimingUnavailable {
+                timing = .host(unavailable: error.reason)
+            } catch {
+                timing = .host(unavailable: "\(error)")
+            }
+        }
+        self.deviceTimer = timer
+        self.timing = timing
+    }
+
+    deinit {
+        // The backend may outlive the wrapper (a shared test backend): leave it untimed.
+        try? deviceTimer?.setDeviceTiming(false)
     }
 
     public var name: String { inner.name }
@@ -17,23 +66,77 @@ public final class ProfilingBackend: Backend {
     public var memoryCapacity: UInt64? { inner.memoryCapacity }
     public func supports(_ op: BackendOp) -> Bool { inner.supports(op) }
 
-    public func reset() { entries.removeAll() }
-
-    /// Op kinds by total time, largest first.
-    public var report: [(kind: String, calls: Int, seconds: Double)] {
-        entries.map { ($0.key, $0.value.calls, $0.value.seconds) }.sorted { $0.seconds > $1.seconds }
+    /// Forgets what was measured (device work still in flight is waited for and dropped).
+    public func reset() {
+        if deviceTimer != nil, uncollected {
+            try? inner.synchronize()
+            _ = try? deviceTimer?.collectDeviceTimes()
+        }
+        uncollected = false
+        calls.removeAll()
+        hostSeconds.removeAll()
+        deviceTimes.removeAll()
+        firstOp = nil
+        lastResult = nil
     }
 
-    private func timed<T>(_ kind: @autoclosure () -> String, _ body: () throws -> T) throws -> T {
+    /// What was measured since creation or `reset()`, op kinds by time, largest first. With
+    /// device timestamps, work still in flight is waited for first.
+    public func report() throws -> ProfileReport {
+        if deviceTimer != nil, uncollected {
+            try inner.synchronize()
+            try collect()
+        }
+        let entries = calls.map { kind, count -> ProfileReport.Entry in
+            if deviceTimer != nil {
+                let time = deviceTimes[kind] ?? DeviceTime()
+                return .init(kind: kind, calls: count, seconds: time.seconds, deviceCommands: time.commands)
+            }
+            return .init(kind: kind, calls: count, seconds: hostSeconds[kind] ?? 0, deviceCommands: nil)
+        }.sorted { ($0.seconds, $1.kind) > ($1.seconds, $0.kind) }
+        var wall = 0.0
+        if let firstOp, let lastResult { wall = Self.seconds(lastResult - firstOp) }
+        return ProfileReport(timing: timing, entries: entries, wallSeconds: wall)
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    }
+
+    /// Runs one op under `kind`. `collects`: the op waits for the device (download, argmax),
+    /// so the device times of everything before it can be read without an extra wait.
+    private func timed<T>(_ kind: @autoclosure () -> String, collects: Bool = false, _ body: () throws -> T) throws -> T {
+        let key = kind()
         let start = clock.now
+        if firstOp == nil { firstOp = start }
+        calls[key, default: 0] += 1
+        if let deviceTimer {
+            deviceTimer.setDeviceTimingLabel(key)
+            let result: T
+            do {
+                result = try body()
+            } catch {
+                deviceTimer.setDeviceTimingLabel(nil)
+                throw error
+            }
+            deviceTimer.setDeviceTimingLabel(nil)
+            uncollected = true
+            if collects { try collect() }
+            return result
+        }
         let result = try body()
         try inner.synchronize()
-        let d = clock.now - start
-        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-        let key = kind()
-        entries[key, default: (0, 0)].calls += 1
-        entries[key, default: (0, 0)].seconds += seconds
+        let end = clock.now
+        hostSeconds[key, default: 0] += Self.seconds(end - start)
+        lastResult = end
         return result
+    }
+
+    private func collect() throws {
+        guard let deviceTimer else { return }
+        for (kind, time) in try deviceTimer.collectDeviceTimes() { deviceTimes[kind, default: DeviceTime()] += time }
+        uncollected = false
+        lastResult = clock.now
     }
 
     public func makeWeight(name: String, type: GGMLType, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) throws -> BackendWeight {
@@ -46,7 +149,7 @@ public final class ProfilingBackend: Backend {
         try timed("upload") { try inner.upload(values, to: buffer, offset: offset) }
     }
     public func download(_ buffer: BackendBuffer, offset: Int, count: Int) throws -> [Float] {
-        try timed("download") { try inner.download(buffer, offset: offset, count: count) }
+        try timed("download", collects: true) { try inner.download(buffer, offset: offset, count: count) }
     }
     public func embed(_ table: BackendWeight, tokens: [Int32], into output: BackendBuffer) throws {
         try timed("embed \(table.type)") { try inner.embed(table, tokens: tokens, into: output) }
@@ -103,7 +206,7 @@ public final class ProfilingBackend: Backend {
         try timed("softmax") { try inner.softmax(buffer, rows: rows, width: width) }
     }
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
-        try timed("argmax") { try inner.argmax(buffer, rows: rows, width: width) }
+        try timed("argmax", collects: true) { try inner.argmax(buffer, rows: rows, width: width) }
     }
     public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
@@ -118,5 +221,31 @@ public final class ProfilingBackend: Backend {
             try inner.scatterAddRows(source, indices: indices, factors: factors, into: destination, width: width)
         }
     }
-    public func synchronize() throws { try inner.synchronize() }
+    public func synchronize() throws {
+        try inner.synchronize()
+        if deviceTimer != nil, uncollected { try collect() }
+    }
+}
+
+/// `ProfilingBackend.report()`: time per op kind and the wall time around it.
+public struct ProfileReport: Sendable {
+    public struct Entry: Sendable, Equatable {
+        /// "matvec Q4_1", "attention", "rmsNorm", ...
+        public var kind: String
+        /// Calls of the op.
+        public var calls: Int
+        /// Device execution time (device timing), or enqueue-to-completion host time.
+        public var seconds: Double
+        /// Device timing: the commands (kernels, copies, writes) the device ran for these calls;
+        /// 0 for an op that is host work only (reading mapped memory). nil with host timing.
+        public var deviceCommands: Int?
+    }
+    public var timing: ProfilingBackend.Timing
+    /// By time, largest first.
+    public var entries: [Entry]
+    /// From the first op to the last result (the end of the last op, with host timing).
+    public var wallSeconds: Double
+    /// The sum of the op times: device busy time, with device timing.
+    public var totalSeconds: Double { entries.reduce(0) { $0 + $1.seconds } }
+    public func entry(_ kind: String) -> Entry? { entries.first { $0.kind == kind } }
 }
