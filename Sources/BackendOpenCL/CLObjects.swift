@@ -16,8 +16,10 @@ final class CLContext {
 final class CLQueue {
     let handle: cl_command_queue
     /// An in-order queue: ops run in the order they are enqueued, with no host waits between them.
-    init(context: CLContext, device: cl_device_id) throws {
-        handle = try checked("clCreateCommandQueue") { clCreateCommandQueue(context.handle, device, 0, $0) }
+    /// `profiling`: CL_QUEUE_PROFILING_ENABLE, so events carry device start and end times.
+    init(context: CLContext, device: cl_device_id, profiling: Bool = false) throws {
+        let properties = profiling ? cl_command_queue_properties(CL_QUEUE_PROFILING_ENABLE) : 0
+        handle = try checked("clCreateCommandQueue") { clCreateCommandQueue(context.handle, device, properties, $0) }
     }
     deinit { clReleaseCommandQueue(handle) }
 }

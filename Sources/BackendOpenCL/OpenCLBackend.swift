@@ -32,8 +32,13 @@ final class OpenCLWeight: BackendWeight {
 public final class OpenCLBackend: Backend {
     public let name = "opencl"
     public let device: OpenCLDeviceInfo
-    private let runtime: DeviceRuntime
-    private let queue: CLQueue
+    let runtime: DeviceRuntime
+    /// Replaced (after finishing its work) when device timing is switched on or off: profiling
+    /// needs a queue created with CL_QUEUE_PROFILING_ENABLE.
+    var queue: CLQueue
+    /// Set while device timing is on (`--profile`, EventTiming.swift); nil otherwise, and then
+    /// no command gets an event.
+    var eventTimer: CLEventTimer?
     private var kernels: [String: CLKernel] = [:]
     private var ropeTables: [(RopeParameters, OpenCLBuffer)] = []
     private var argmaxResult: CLMemory?
@@ -141,7 +146,7 @@ public final class OpenCLBackend: Backend {
         let memory = try CLMemory(context: runtime.context, ledger: runtime.ledger, bytes: bytes,
                                   flags: cl_mem_flags(CL_MEM_READ_WRITE), label: label)
         var zero: Float = 0
-        try check("clEnqueueFillBuffer", clEnqueueFillBuffer(queue.handle, memory.handle, &zero, 4, 0, memory.bytes, 0, nil, nil))
+        try enqueue("clEnqueueFillBuffer") { clEnqueueFillBuffer(queue.handle, memory.handle, &zero, 4, 0, memory.bytes, 0, nil, $0) }
         return OpenCLBuffer(memory: memory, count: count, label: label)
     }
 
@@ -152,8 +157,10 @@ public final class OpenCLBackend: Backend {
         guard !values.isEmpty else { return }
         // Blocking: the array may be freed as soon as this returns.
         try values.withUnsafeBytes { raw in
-            try check("clEnqueueWriteBuffer", clEnqueueWriteBuffer(queue.handle, cl(buffer).handle, cl_bool(CL_TRUE), offset * 4,
-                                                                   raw.count, raw.baseAddress, 0, nil, nil))
+            let memory = try cl(buffer).handle
+            try enqueue("clEnqueueWriteBuffer") {
+                clEnqueueWriteBuffer(queue.handle, memory, cl_bool(CL_TRUE), offset * 4, raw.count, raw.baseAddress, 0, nil, $0)
+            }
         }
     }
 
@@ -164,8 +171,10 @@ public final class OpenCLBackend: Backend {
         guard count > 0 else { return [] }
         var result = [Float](repeating: 0, count: count)
         try result.withUnsafeMutableBytes { raw in
-            try check("clEnqueueReadBuffer", clEnqueueReadBuffer(queue.handle, cl(buffer).handle, cl_bool(CL_TRUE), offset * 4,
-                                                                 raw.count, raw.baseAddress, 0, nil, nil))
+            let memory = try cl(buffer).handle
+            try enqueue("clEnqueueReadBuffer") {
+                clEnqueueReadBuffer(queue.handle, memory, cl_bool(CL_TRUE), offset * 4, raw.count, raw.baseAddress, 0, nil, $0)
+            }
         }
         return result
     }
@@ -399,8 +408,10 @@ public final class OpenCLBackend: Backend {
                 throw OpenCLError.invalidArgument("copyRows between overlapping rows of '\(source.label)'")
             }
         }
-        try check("clEnqueueCopyBuffer", clEnqueueCopyBuffer(queue.handle, cl(source).handle, cl(destination).handle,
-                                                             sourceRow * width * 4, destinationRow * width * 4, rows * width * 4, 0, nil, nil))
+        let from = try cl(source).handle, to = try cl(destination).handle
+        try enqueue("clEnqueueCopyBuffer") {
+            clEnqueueCopyBuffer(queue.handle, from, to, sourceRow * width * 4, destinationRow * width * 4, rows * width * 4, 0, nil, $0)
+        }
     }
 
     public func swiglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
@@ -530,8 +541,9 @@ public final class OpenCLBackend: Backend {
         try launch(k, global: [local * rows], local: [local])
         var ids = [Int32](repeating: 0, count: rows)
         try ids.withUnsafeMutableBytes { raw in
-            try check("clEnqueueReadBuffer", clEnqueueReadBuffer(queue.handle, result.handle, cl_bool(CL_TRUE), 0, raw.count,
-                                                                 raw.baseAddress, 0, nil, nil))
+            try enqueue("clEnqueueReadBuffer") {
+                clEnqueueReadBuffer(queue.handle, result.handle, cl_bool(CL_TRUE), 0, raw.count, raw.baseAddress, 0, nil, $0)
+            }
         }
         return ids
     }
@@ -548,8 +560,18 @@ public final class OpenCLBackend: Backend {
 
     private func launch(_ kernel: CLKernel, global: [Int], local: [Int]) throws {
         var global = global, local = local
-        try check("clEnqueueNDRangeKernel", clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil,
-                                                                   &global, &local, 0, nil, nil))
+        try enqueue("clEnqueueNDRangeKernel") {
+            clEnqueueNDRangeKernel(queue.handle, kernel.handle, cl_uint(global.count), nil, &global, &local, 0, nil, $0)
+        }
+    }
+
+    /// Every command is enqueued through here. With device timing on and a label set, it gets
+    /// an event, kept until its times are read; otherwise none: the normal path creates no events.
+    private func enqueue(_ call: StaticString, _ command: (UnsafeMutablePointer<cl_event?>?) -> cl_int) throws {
+        guard let timer = eventTimer, let label = timer.label else { return try check(call, command(nil)) }
+        var event: cl_event?
+        try check(call, command(&event))
+        if let event { try timer.record(event, label: label) }
     }
 
     private func kernel(_ name: String) throws -> CLKernel {
