@@ -1,5 +1,6 @@
 import CGPU
 import Foundation
+import LLM
 
 /// One VkBuffer with its own VkDeviceMemory. `mapped` is set when the memory is host-visible
 /// and coherent (lavapipe and other UMA devices): uploads and downloads then use it directly.
@@ -71,6 +72,17 @@ final class VulkanContext {
     /// Device allocations made since creation (tests check that steady-state steps make none).
     private(set) var allocationCount = 0
 
+    // Device timing (`--profile`): nil while off, and then nothing extra is recorded.
+    private(set) var timestamps: TimestampQueries?
+    /// The op kind commands recorded now belong to; only labelled commands are timed.
+    var timingLabel: String?
+    /// The compute queue family's timestampValidBits (0: it cannot write timestamps).
+    let timestampValidBits: UInt32
+    /// VkPhysicalDeviceLimits: nanoseconds per timestamp tick, and whether every graphics and
+    /// compute queue supports timestamps.
+    let timestampPeriod: Float
+    let timestampComputeAndGraphics: Bool
+
     static let pushConstantBytes: UInt32 = 128
 
     init(deviceIndex: Int?) throws {
@@ -105,6 +117,13 @@ final class VulkanContext {
         var properties = VkPhysicalDeviceProperties()
         vkGetPhysicalDeviceProperties(physicalDevice, &properties)
         maxWorkGroupCount = properties.limits.maxComputeWorkGroupCount
+        var familyCount: UInt32 = 0
+        vkGetPhysicalDeviceQueueFamilyProperties(physicalDevice, &familyCount, nil)
+        var families = [VkQueueFamilyProperties](repeating: VkQueueFamilyProperties(), count: Int(familyCount))
+        vkGetPhysicalDeviceQueueFamilyProperties(physicalDevice, &familyCount, &families)
+        timestampValidBits = Int(family) < families.count ? families[Int(family)].timestampValidBits : 0
+        timestampPeriod = properties.limits.timestampPeriod
+        timestampComputeAndGraphics = properties.limits.timestampComputeAndGraphics != 0
         var memory = VkPhysicalDeviceMemoryProperties()
         vkGetPhysicalDeviceMemoryProperties(physicalDevice, &memory)
         memoryTypes = withUnsafeBytes(of: memory.memoryTypes) { raw in
@@ -173,6 +192,7 @@ final class VulkanContext {
 
     deinit {
         vkDeviceWaitIdle(device)
+        timestamps = nil
         for pipeline in pipelines.values { vkDestroyPipeline(device, pipeline, nil) }
         for module in shaderModules { vkDestroyShaderModule(device, module, nil) }
         for layout in pipelineLayouts.values { vkDestroyPipelineLayout(device, layout, nil) }
@@ -418,6 +438,17 @@ final class VulkanContext {
         info.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT.rawValue
         try vkCheck(vkBeginCommandBuffer(commandBuffer, &info), "vkBeginCommandBuffer")
         recording = true
+        timestamps?.startBatch()
+    }
+
+    /// Records `command`, bracketed by timestamps when device timing is on and a label is set.
+    private func timed(_ command: () -> Void) throws {
+        guard let timestamps else { return command() }
+        guard let label = timingLabel else {
+            timestamps.breakChain()
+            return command()
+        }
+        try timestamps.time(commandBuffer, label: label, command)
     }
 
     /// Inserts a barrier when this command depends on an unbarriered earlier one (RAW, WAW, WAR).
@@ -459,7 +490,7 @@ final class VulkanContext {
         push.withUnsafeBytes { raw in
             vkCmdPushConstants(commandBuffer, layout, VK_SHADER_STAGE_COMPUTE_BIT.rawValue, 0, UInt32(raw.count), raw.baseAddress)
         }
-        vkCmdDispatch(commandBuffer, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2))
+        try timed { vkCmdDispatch(commandBuffer, UInt32(groups.0), UInt32(groups.1), UInt32(groups.2)) }
         dispatchCount += 1
     }
 
@@ -468,24 +499,26 @@ final class VulkanContext {
         try begin()
         track(reads: [source.buffer], writes: [destination.buffer])
         var region = VkBufferCopy(srcOffset: VkDeviceSize(sourceOffset), dstOffset: VkDeviceSize(destinationOffset), size: VkDeviceSize(bytes))
-        vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region)
+        try timed { vkCmdCopyBuffer(commandBuffer, source.buffer, destination.buffer, 1, &region) }
     }
 
     func fillZero(_ allocation: DeviceAllocation) throws {
         try begin()
         track(reads: [], writes: [allocation.buffer])
-        vkCmdFillBuffer(commandBuffer, allocation.buffer, 0, VkDeviceSize(allocation.size), 0)
+        try timed { vkCmdFillBuffer(commandBuffer, allocation.buffer, 0, VkDeviceSize(allocation.size), 0) }
     }
 
     /// Writes `bytes` (a multiple of 4) into the buffer in command order (vkCmdUpdateBuffer, ≤ 64 KiB per command).
     func update(_ allocation: DeviceAllocation, offset: Int, bytes: UnsafeRawBufferPointer) throws {
         try begin()
         track(reads: [], writes: [allocation.buffer])
-        var done = 0
-        while done < bytes.count {
-            let piece = min(65536, bytes.count - done)
-            vkCmdUpdateBuffer(commandBuffer, allocation.buffer, VkDeviceSize(offset + done), VkDeviceSize(piece), bytes.baseAddress! + done)
-            done += piece
+        try timed {
+            var done = 0
+            while done < bytes.count {
+                let piece = min(65536, bytes.count - done)
+                vkCmdUpdateBuffer(commandBuffer, allocation.buffer, VkDeviceSize(offset + done), VkDeviceSize(piece), bytes.baseAddress! + done)
+                done += piece
+            }
         }
     }
 
@@ -518,6 +551,32 @@ final class VulkanContext {
         try vkCheck(vkWaitForFences(device, 1, &fence, VkBool32(1), UInt64.max), "vkWaitForFences")
         try vkCheck(vkResetFences(device, 1, &fence), "vkResetFences")
         try vkCheck(vkResetCommandBuffer(self.commandBuffer, 0), "vkResetCommandBuffer")
+        try timestamps?.read()
+    }
+
+    // MARK: Device timing
+
+    /// Turns timestamp queries on or off, finishing recorded work first.
+    func setTimestamps(_ enabled: Bool) throws {
+        guard enabled != (timestamps != nil) else { return }
+        try flush()
+        guard enabled else {
+            timestamps = nil
+            return
+        }
+        guard timestampValidBits > 0 else {
+            throw DeviceTimingUnavailable("\(info.name)'s compute queue family has timestampValidBits 0"
+                + (timestampComputeAndGraphics ? "" : " (and timestampComputeAndGraphics is false)"))
+        }
+        timestamps = TimestampQueries(device: device, validBits: timestampValidBits, nanosecondsPerTick: timestampPeriod)
+    }
+
+    /// Device time per label since the last call; submits first if timed commands are still
+    /// only recorded (ProfilingBackend calls this after a result was read, when nothing is).
+    func collectDeviceTimes() throws -> [String: DeviceTime] {
+        guard let timestamps else { return [:] }
+        if timestamps.hasPending { try flush() }
+        return timestamps.take()
     }
 
     /// Whether recorded, unsubmitted commands use this buffer.

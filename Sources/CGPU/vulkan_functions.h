@@ -175,5 +175,22 @@ VK_FN(VkResult, vkWaitForFences,
       (VkDevice device, uint32_t fenceCount, const VkFence *pFences, VkBool32 waitAll, uint64_t timeout),
       (device, fenceCount, pFences, waitAll, timeout), VK_FAIL)
 
+// Timestamp queries (`--profile`)
+VK_FN(VkResult, vkCreateQueryPool,
+      (VkDevice device, const VkQueryPoolCreateInfo *pCreateInfo, const VkAllocationCallbacks *pAllocator, VkQueryPool *pQueryPool),
+      (device, pCreateInfo, pAllocator, pQueryPool), VK_FAIL)
+VK_VOID_FN(vkDestroyQueryPool,
+           (VkDevice device, VkQueryPool queryPool, const VkAllocationCallbacks *pAllocator), (device, queryPool, pAllocator), VK_NOTHING)
+VK_FN(VkResult, vkGetQueryPoolResults,
+      (VkDevice device, VkQueryPool queryPool, uint32_t firstQuery, uint32_t queryCount, size_t dataSize, void *pData,
+       VkDeviceSize stride, VkQueryResultFlags flags),
+      (device, queryPool, firstQuery, queryCount, dataSize, pData, stride, flags), VK_FAIL)
+VK_VOID_FN(vkCmdResetQueryPool,
+           (VkCommandBuffer commandBuffer, VkQueryPool queryPool, uint32_t firstQuery, uint32_t queryCount),
+           (commandBuffer, queryPool, firstQuery, queryCount), VK_NOTHING)
+VK_VOID_FN(vkCmdWriteTimestamp,
+           (VkCommandBuffer commandBuffer, VkPipelineStageFlagBits pipelineStage, VkQueryPool queryPool, uint32_t query),
+           (commandBuffer, pipelineStage, queryPool, query), VK_NOTHING)
+
 #undef VK_FAIL
 #undef VK_NOTHING
