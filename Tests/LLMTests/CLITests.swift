@@ -145,6 +145,28 @@ extension CLITests {
             let result = try run(["run", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "2", "--profile"])
             XCTAssertEqual(result.status, 0, "\(model): \(result.stderr)")
             XCTAssertTrue(result.stderr.contains("profile of run"), result.stderr)
+            XCTAssertTrue(result.stderr.contains("(cpu backend, host clock, each op synchronized)"), result.stderr)
         }
+    }
+
+    /// On OpenCL and Vulkan, --profile reads device timestamps and says so; skipped per backend
+    /// when this machine has no driver for it.
+    func testProfileUsesDeviceTimestampsOnGPUBackends() throws {
+        var skipped: [String] = []
+        for (backend, source) in [("opencl", "OpenCL event profiling"), ("vulkan", "Vulkan timestamp queries")] {
+            let result = try run(["run", "--backend", backend, "--model", Fixtures.tiny("tiny-llama-q4_1.gguf"),
+                                  "--prompt", "Once upon a time", "--max-tokens", "4", "--profile"])
+            if result.status != 0, result.stderr.contains("no OpenCL") || result.stderr.contains("no Vulkan") {
+                skipped.append(result.stderr)
+                continue
+            }
+            XCTAssertEqual(result.status, 0, "\(backend): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains("(\(backend) backend, device timestamps from \(source), ops not synchronized)"),
+                          result.stderr)
+            XCTAssertTrue(result.stderr.contains("device ms"), result.stderr)
+            XCTAssertTrue(result.stderr.range(of: #"device busy [0-9.]+ ms of [0-9.]+ ms wall"#, options: .regularExpression) != nil,
+                          result.stderr)
+        }
+        if skipped.count == 2 { throw XCTSkip(skipped.joined(separator: "; ")) }
     }
 }
