@@ -55,8 +55,8 @@ public final class CPUBackend: Backend {
     /// whole weight once. Tests use it to show what a decode step touches (MoE: only k experts).
     public var matmulWeightBytesRead = 0
 
-    /// With `llamaCppActivationRounding`, the decode mat-vec of Q4_0/Q4_1/Q5_0/Q8_0 and K-quant weights runs
-    /// on int8 activations and integer dots (llama.cpp's way, and its speed) instead of the emulation.
+    /// With `llamaCppActivationRounding`, matmuls of Q4_0/Q4_1/Q5_0/Q8_0 and K-quant weights run on
+    /// int8 activations and integer dots (llama.cpp's way, and its speed) instead of the emulation.
     private let int8MatVec = Int8MatVec()
 
     public init(threads: Int? = nil, llamaCppActivationRounding: Bool = false) {
@@ -125,7 +125,7 @@ public final class CPUBackend: Backend {
         let columns = w.columns, outputs = w.rows
         matmulWeightBytesRead += w.byteCount
         var x = cpu(input)
-        if llamaCppActivationRounding, rows == 1, int8MatVec.run(w, x, y, threads: threads) { return }
+        if llamaCppActivationRounding, int8MatVec.run(w, x, rows: rows, y, threads: threads) { return }
         if llamaCppActivationRounding {
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
             copy.update(from: x, count: rows * columns)

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -520,6 +521,7 @@ int cpuk_vec_dot_rows(int type, const void *weights, size_t row_stride, int64_t 
 // between calls (then sleep on a condition variable), so a call costs a store and a few loads.
 
 #define CPUK_MAX_THREADS 64
+#define RM_ALL 4 // rows per tile of the batch kernels; thread slices are multiples of it
 #define CPUK_SPINS 20000
 
 // Spin-wait step: pause; after ~2000 steps (tens of microseconds, longer than a mat-vec slice)
@@ -532,15 +534,13 @@ static inline void cpu_relax(unsigned step) {
     if (step > 2048) sched_yield();
 }
 
+// A job: fn(ctx, index) for index in 0..<nth, index 0 on the calling thread.
+typedef void (*pool_fn)(const void *ctx, int index);
 typedef struct {
-    row_dot_fn f;
-    const uint8_t *w;
-    size_t stride;
-    int64_t rows, blocks, per;
-    const void *x;
-    float *y;
+    pool_fn fn;
+    const void *ctx;
     int nth;
-} cpuk_job;
+} pool_job_t;
 
 static pthread_mutex_t pool_call = PTHREAD_MUTEX_INITIALIZER; // one job at a time
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -549,13 +549,7 @@ static _Atomic uint64_t pool_gen;
 static _Atomic int pool_pending;
 static _Atomic int pool_sleepers;
 static int pool_workers;
-static cpuk_job pool_job;
-
-static void run_slice(const cpuk_job *j, int index) {
-    const int64_t lo = (int64_t)index * j->per;
-    const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
-    for (int64_t r = lo; r < hi; r++) j->y[r] = j->f(j->w + (size_t)r * j->stride, j->x, j->blocks);
-}
+static pool_job_t pool_job;
 
 typedef struct { int index; uint64_t seen; } worker_arg;
 static worker_arg worker_args[CPUK_MAX_THREADS];
@@ -577,21 +571,17 @@ static void *worker_main(void *p) {
             spins = 0;
         }
         seen = g;
-        const cpuk_job job = pool_job;
-        if (index < job.nth) run_slice(&job, index);
+        const pool_job_t job = pool_job;
+        if (index < job.nth) job.fn(job.ctx, index);
         atomic_fetch_sub(&pool_pending, 1);
     }
     return 0;
 }
 
-int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
-                               const void *x, int64_t blocks, float *y, int threads) {
-    const row_dot_fn f = pick(2, type);
-    if (!f) return 0;
-    int nth = threads < CPUK_MAX_THREADS ? threads : CPUK_MAX_THREADS;
-    // At least 64 rows per thread, in slices of 16 rows.
-    if (nth > rows / 64) nth = (int)(rows / 64);
-    if (nth <= 1) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
+// Takes the pool for one job and grows it to nth − 1 helpers; returns how many threads the job
+// gets (fewer if a thread could not be created), which the caller splits its work by.
+static int pool_reserve(int nth) {
+    if (nth > CPUK_MAX_THREADS) nth = CPUK_MAX_THREADS;
     pthread_mutex_lock(&pool_call);
     while (pool_workers < nth - 1) {
         worker_arg *arg = &worker_args[pool_workers];
@@ -602,9 +592,12 @@ int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride,
         pthread_detach(t);
         pool_workers++;
     }
-    if (nth > pool_workers + 1) nth = pool_workers + 1;
-    const int64_t per = ((rows + nth - 1) / nth + 15) / 16 * 16;
-    pool_job = (cpuk_job){f, (const uint8_t *)weights, row_stride, rows, blocks, per, x, y, nth};
+    return nth > pool_workers + 1 ? pool_workers + 1 : nth;
+}
+
+// After pool_reserve: runs the job and releases the pool.
+static void pool_run(pool_fn fn, const void *ctx, int nth) {
+    pool_job = (pool_job_t){fn, ctx, nth};
     atomic_store(&pool_pending, pool_workers);
     atomic_fetch_add(&pool_gen, 1);
     if (atomic_load(&pool_sleepers) > 0) {
@@ -612,8 +605,225 @@ int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride,
         pthread_cond_broadcast(&pool_cv);
         pthread_mutex_unlock(&pool_mu);
     }
-    run_slice(&pool_job, 0);
+    fn(ctx, 0);
     for (unsigned step = 1; atomic_load(&pool_pending) > 0; step++) cpu_relax(step);
     pthread_mutex_unlock(&pool_call);
+}
+
+typedef struct {
+    row_dot_fn f;
+    const uint8_t *w;
+    size_t stride;
+    int64_t rows, blocks, per;
+    const void *x;
+    float *y;
+} rows_job;
+
+static void rows_slice(const void *ctx, int index) {
+    const rows_job *j = (const rows_job *)ctx;
+    const int64_t lo = (int64_t)index * j->per;
+    const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
+    for (int64_t r = lo; r < hi; r++) j->y[r] = j->f(j->w + (size_t)r * j->stride, j->x, j->blocks);
+}
+
+int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
+                               const void *x, int64_t blocks, float *y, int threads) {
+    const row_dot_fn f = pick(2, type);
+    if (!f) return 0;
+    int nth = threads;
+    // At least 64 rows per thread, in slices of 16 rows.
+    if (nth > rows / 64) nth = (int)(rows / 64);
+    if (nth <= 1) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
+    nth = pool_reserve(nth);
+    const int64_t per = ((rows + nth - 1) / nth + 15) / 16 * 16;
+    const rows_job job = {f, (const uint8_t *)weights, row_stride, rows, blocks, per, x, y};
+    pool_run(rows_slice, &job, nth);
+    return 1;
+}
+
+// ---- prompt batches (matrix × matrix) ---------------------------------------------------------
+// y[t·ldy + r] = row r · token t. The generic path dots every (row, token) pair with the decode
+// kernels, a row's blocks staying in L1 across tokens. The 32-value block types also have an
+// AVX512-VNNI kernel that unpacks a tile of 4 weight rows once to bytes u (value = d·u + e, with
+// e = m − offset·d: Q4_0 u = nibble, offset 8; Q5_0 offset 16; Q8_0 u = q + 128, offset 128; Q4_1
+// offset 0 and min m) and multiplies them with 2 tokens at a time, 2 blocks per 512-bit step:
+//   row · x = Σ_b d_b·dx_b·Σ u·q  +  Σ_b e_b·(dx_b·Σq)
+// The second sum is a short f32 dot over blocks. Results equal the decode kernels' up to the order
+// of float additions.
+
+static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
+
+typedef struct {
+    int type;
+    row_dot_fn f;
+    const uint8_t *w;
+    size_t stride;
+    int64_t rows, tokens, blocks, per;
+    const uint8_t *x;    // tokens activation rows, x_stride bytes apart
+    size_t x_stride;
+    float *y;
+    int64_t ldy;
+    // VNNI kernel's token side: int8 values, d pairs, dx·Σq; blocks padded to an even count.
+    int64_t nbp;
+    const int8_t *xq;
+    const float *dxp;
+    const float *cs;
+} gemm_job;
+
+static void gemm_generic_slice(const void *ctx, int index) {
+    const gemm_job *j = (const gemm_job *)ctx;
+    const int64_t lo = (int64_t)index * j->per;
+    const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
+    for (int64_t r = lo; r < hi; r++) {
+        const uint8_t *w = j->w + (size_t)r * j->stride;
+        for (int64_t t = 0; t < j->tokens; t++) j->y[t * j->ldy + r] = j->f(w, j->x + (size_t)t * j->x_stride, j->blocks);
+    }
+}
+
+#ifdef CPUK_X86
+// Weight block b of a 32-value type as bytes u[32], scale d and e (see above).
+static void unpack32(int type, const uint8_t *wb, uint8_t *u, float *d, float *e) {
+    switch (type) {
+    case CPUK_Q4_0:
+    case CPUK_Q4_1: {
+        const uint8_t *qs = wb + (type == CPUK_Q4_1 ? 4 : 2);
+        for (int j = 0; j < 16; j++) { u[j] = qs[j] & 15; u[j + 16] = qs[j] >> 4; }
+        *d = h2f(ld16(wb));
+        *e = type == CPUK_Q4_1 ? h2f(ld16(wb + 2)) : -8 * *d;
+        break;
+    }
+    case CPUK_Q5_0: {
+        uint32_t qh; memcpy(&qh, wb + 2, 4);
+        for (int j = 0; j < 16; j++) {
+            u[j] = (uint8_t)((wb[6 + j] & 15) | (((qh >> j) & 1) << 4));
+            u[j + 16] = (uint8_t)((wb[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+        }
+        *d = h2f(ld16(wb));
+        *e = -16 * *d;
+        break;
+    }
+    default: // CPUK_Q8_0
+        for (int j = 0; j < 32; j++) u[j] = (uint8_t)(wb[2 + j] ^ 0x80);
+        *d = h2f(ld16(wb));
+        *e = -128 * *d;
+        break;
+    }
+}
+
+static int block_bytes32(int type) {
+    switch (type) {
+    case CPUK_Q4_0: return 18;
+    case CPUK_Q4_1: return 20;
+    case CPUK_Q5_0: return 22;
+    default: return 34;
+    }
+}
+
+#define RM RM_ALL
+static TGT_VNNI void gemm_vnni_slice(const void *ctx, int index) {
+    const gemm_job *j = (const gemm_job *)ctx;
+    const int64_t lo = (int64_t)index * j->per;
+    const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
+    if (lo >= hi) return;
+    const int64_t nbp = j->nbp, pairs = nbp / 2;
+    const int bytes = block_bytes32(j->type);
+    // The tile: RM rows of bytes, d pairs spread to 16 lanes, and e.
+    uint8_t *u = alloc64((size_t)RM * nbp * 32);
+    float *dwp = alloc64((size_t)RM * pairs * 16 * sizeof(float));
+    float *e = alloc64((size_t)RM * nbp * sizeof(float));
+    for (int64_t r0 = lo; r0 < hi; r0 += RM) {
+        const int rr = hi - r0 < RM ? (int)(hi - r0) : RM;
+        for (int i = 0; i < RM; i++) {
+            for (int64_t b = 0; b < nbp; b++) {
+                float d = 0, ee = 0;
+                if (i < rr && b < j->blocks) {
+                    unpack32(j->type, j->w + (size_t)(r0 + i) * j->stride + (size_t)b * bytes, u + (i * nbp + b) * 32, &d, &ee);
+                } else {
+                    memset(u + (i * nbp + b) * 32, 0, 32);
+                }
+                e[i * nbp + b] = ee;
+                float *lanes = dwp + (i * pairs + b / 2) * 16 + (b & 1) * 8;
+                for (int l = 0; l < 8; l++) lanes[l] = d;
+            }
+        }
+        for (int64_t t = 0; t < j->tokens; t += 2) {
+            const int64_t t1 = t + 1 < j->tokens ? t + 1 : t;
+            const int8_t *x0 = j->xq + t * nbp * 32, *x1 = j->xq + t1 * nbp * 32;
+            const float *dx0 = j->dxp + t * pairs * 16, *dx1 = j->dxp + t1 * pairs * 16;
+            __m512 acc[RM][2];
+            for (int i = 0; i < RM; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+            for (int64_t p = 0; p < pairs; p++) {
+                const __m512i xa = _mm512_load_si512(x0 + 64 * p), xb = _mm512_load_si512(x1 + 64 * p);
+                const __m512 da = _mm512_load_ps(dx0 + 16 * p), db = _mm512_load_ps(dx1 + 16 * p);
+                for (int i = 0; i < RM; i++) {
+                    const __m512i w = _mm512_load_si512(u + (i * nbp + 2 * p) * 32);
+                    const __m512 dw = _mm512_load_ps(dwp + (i * pairs + p) * 16);
+                    const __m512i sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xa);
+                    const __m512i sb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xb);
+                    acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_mul_ps(dw, da), acc[i][0]);
+                    acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(dw, db), acc[i][1]);
+                }
+            }
+            for (int i = 0; i < rr; i++) {
+                for (int k = 0; k < (t1 > t ? 2 : 1); k++) {
+                    const float *cs = j->cs + (t + k) * nbp, *ei = e + i * nbp;
+                    float corr = 0;
+                    for (int64_t b = 0; b < nbp; b++) corr += ei[b] * cs[b];
+                    j->y[(t + k) * j->ldy + r0 + i] = _mm512_reduce_add_ps(acc[i][k]) + corr;
+                }
+            }
+        }
+    }
+    free(u);
+    free(dwp);
+    free(e);
+}
+#endif
+
+int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
+                       const void *x, size_t x_stride, int64_t tokens, int64_t blocks,
+                       float *y, int64_t ldy, int threads) {
+    const row_dot_fn f = pick(2, type);
+    if (!f) return 0;
+    int nth = threads;
+    if (nth > rows / 16) nth = (int)(rows / 16);
+    if (nth < 1) nth = 1;
+    gemm_job job = {type, f, (const uint8_t *)weights, row_stride, rows, tokens, blocks, 0,
+                    (const uint8_t *)x, x_stride, y, ldy, 0, 0, 0, 0};
+    pool_fn slice = gemm_generic_slice;
+    int8_t *xq = 0;
+    float *dxp = 0, *cs = 0;
+#ifdef CPUK_X86
+    if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens > 1) {
+        const int64_t nbp = (blocks + 1) / 2 * 2, pairs = nbp / 2;
+        xq = alloc64((size_t)tokens * nbp * 32);
+        dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));
+        cs = alloc64((size_t)tokens * nbp * sizeof(float));
+        for (int64_t t = 0; t < tokens; t++) {
+            const cpuk_block_q8 *xt = (const cpuk_block_q8 *)(job.x + (size_t)t * x_stride);
+            for (int64_t b = 0; b < nbp; b++) {
+                const int real = b < blocks;
+                if (real) memcpy(xq + (t * nbp + b) * 32, xt[b].qs, 32);
+                else memset(xq + (t * nbp + b) * 32, 0, 32);
+                const float dx = real ? xt[b].d : 0;
+                cs[t * nbp + b] = real ? dx * (float)xt[b].sum : 0;
+                float *lanes = dxp + (t * pairs + b / 2) * 16 + (b & 1) * 8;
+                for (int l = 0; l < 8; l++) lanes[l] = dx;
+            }
+        }
+        job.nbp = nbp;
+        job.xq = xq;
+        job.dxp = dxp;
+        job.cs = cs;
+        slice = gemm_vnni_slice;
+    }
+#endif
+    if (nth > 1) nth = pool_reserve(nth);
+    job.per = ((rows + nth - 1) / nth + RM_ALL - 1) / RM_ALL * RM_ALL;
+    if (nth > 1) pool_run(slice, &job, nth);
+    else slice(&job, 0);
+    free(xq);
+    free(dxp);
+    free(cs);
     return 1;
 }

@@ -73,14 +73,52 @@ final class Int8DotTests: XCTestCase {
         return x
     }
 
-    private func matmul(_ backend: CPUBackend, _ type: GGMLType, _ bytes: [UInt8], rows: Int, columns: Int, _ input: [Float]) throws -> [Float] {
+    /// `tokens` activation rows (input is [tokens, columns]) through a [rows, columns] weight: [tokens, rows].
+    private func matmul(_ backend: CPUBackend, _ type: GGMLType, _ bytes: [UInt8], rows: Int, columns: Int, _ input: [Float],
+                        tokens: Int = 1) throws -> [Float] {
         try bytes.withUnsafeBytes { raw in
             let weight = try backend.makeWeight(name: "w", type: type, rows: rows, columns: columns, bytes: raw)
-            let x = try backend.makeBuffer(count: columns, label: "x")
-            let y = try backend.makeBuffer(count: rows, label: "y")
+            let x = try backend.makeBuffer(count: tokens * columns, label: "x")
+            let y = try backend.makeBuffer(count: tokens * rows, label: "y")
             try backend.upload(input, to: x, offset: 0)
-            try backend.matmul(weight, x, into: y, rows: 1)
-            return try backend.download(y, offset: 0, count: rows)
+            try backend.matmul(weight, x, into: y, rows: tokens)
+            return try backend.download(y, offset: 0, count: tokens * rows)
+        }
+    }
+
+    /// Prompt batches (CPUKernels' cpuk_gemm_parallel: a VNNI kernel over 4-row tiles and token
+    /// pairs for the 32-value types, (row, token) dots otherwise) against the emulation, with row
+    /// counts off the tile, odd token counts and odd block counts (the kernel pads to block pairs).
+    func testBatchMatchesEmulatedRounding() throws {
+        var rng = SplitMix(seed: 91)
+        let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
+        let f32 = CPUBackend(threads: 2)
+        for type in types {
+            for rows in [1, 6, 37, 70] {
+                for tokens in [2, 3, 8] {
+                    for k in isK(type) ? [1, 2] : [1, 5, 6] {
+                        let columns = type.blockSize * k
+                        let bytes = randomRow(type, rows: rows, columns: columns, &rng)
+                        var input: [Float] = [], xr: [Float] = []
+                        for _ in 0..<tokens {
+                            let row = randomInput(columns, &rng)
+                            input += row
+                            xr += rounded(row, for: type)
+                        }
+                        let got = try matmul(fast, type, bytes, rows: rows, columns: columns, input, tokens: tokens)
+                        let want = try matmul(f32, type, bytes, rows: rows, columns: columns, xr, tokens: tokens)
+                        let w = bytes.withUnsafeBytes { Quantization.dequantize(type, $0, count: rows * columns) }
+                        for t in 0..<tokens {
+                            for r in 0..<rows {
+                                var scale: Float = 0
+                                for c in 0..<columns { scale += abs(w[r * columns + c] * xr[t * columns + c]) }
+                                XCTAssertEqual(got[t * rows + r], want[t * rows + r], accuracy: 1e-5 * scale + Float.leastNormalMagnitude,
+                                               "\(type) \(rows)x\(columns), \(tokens) tokens: token \(t) row \(r)")
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -61,6 +61,14 @@ int cpuk_vec_dot_rows_isa(int isa, int type, const void *weights, size_t row_str
 int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
                                const void *x, int64_t blocks, float *y, int threads);
 
+/// Prompt batches: y[t·ldy + r] = dot(weight row r, activation row t) for r in 0..<rows and t in
+/// 0..<tokens; activation row t (`blocks` blocks in the format cpuk_activation_block(type) names)
+/// starts x_stride bytes after row t − 1. Over up to `threads` threads; 0 if `type` has no integer
+/// dot. Equal to cpuk_vec_dot_rows per token up to the order of float additions.
+int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
+                       const void *x, size_t x_stride, int64_t tokens, int64_t blocks,
+                       float *y, int64_t ldy, int threads);
+
 /// The best path this CPU supports: 0 scalar, 1 AVX2, 2 AVX512-VNNI.
 int cpuk_best_isa(void);
 
