@@ -8,8 +8,8 @@ enum BackendChoice: String, ExpressibleByArgument, CaseIterable {
     case cpu, opencl, vulkan
 }
 
-/// How the CPU backend feeds activations to quantized matmuls: f32 (the exact oracle) or int8
-/// blocks with integer dots, as llama.cpp does (its rounding, and its decode speed).
+/// How the CPU backend feeds activations to quantized matmuls: int8 blocks with integer dots, as
+/// llama.cpp does (its rounding, and its speed; the default), or f32 (the exact oracle).
 enum CPUActivations: String, ExpressibleByArgument, CaseIterable {
     case f32, int8
 }
@@ -25,8 +25,8 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int?
 
-    @Option(help: "CPU activations for quantized matmuls: f32 (exact) or int8 (llama.cpp's rounding; faster decode).")
-    var cpuActivations: CPUActivations = .f32
+    @Option(help: "CPU activations for quantized matmuls: int8 (8-bit blocks and integer dots, as llama.cpp; fast) or f32 (exact: the oracle the GPU backends are tested against).")
+    var cpuActivations: CPUActivations = .int8
 
     @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
     var context: Int?
