@@ -148,6 +148,23 @@ final class Int8DotTests: XCTestCase {
         }
     }
 
+    /// K-quant batches dot up to 4 tokens per pass over a row; each token's result must be the
+    /// decode kernel's, bit for bit (same integers, same float order).
+    func testKQuantBatchEqualsDecodeBitForBit() throws {
+        var rng = SplitMix(seed: 17)
+        let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
+        for type in types where isK(type) {
+            let rows = 37, columns = 512, tokens = 7
+            let bytes = randomRow(type, rows: rows, columns: columns, &rng)
+            let input = (0..<tokens).flatMap { _ in randomInput(columns, &rng) }
+            let batch = try matmul(fast, type, bytes, rows: rows, columns: columns, input, tokens: tokens)
+            for t in 0..<tokens {
+                let one = try matmul(fast, type, bytes, rows: rows, columns: columns, Array(input[(t * columns)..<((t + 1) * columns)]))
+                XCTAssertEqual(batch[(t * rows)..<((t + 1) * rows)].map(\.bitPattern), one.map(\.bitPattern), "\(type) token \(t)")
+            }
+        }
+    }
+
     func testQuantizedActivationsEqualTheF32Rounding() {
         var rng = SplitMix(seed: 5)
         let input = randomInput(32 * 18, &rng), want = rounded(input, for: .q8_0)
