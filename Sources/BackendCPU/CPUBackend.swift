@@ -224,8 +224,13 @@ public final class CPUBackend: Backend {
                         rows: Int, shape: AttentionShape, visible: (Int) -> Int, physicalRow: (Int, Int) -> Int) {
         let q = cpu(query), k = cpu(keys), v = cpu(values), out = cpu(output)
         let headDim = shape.headDim, kvWidth = shape.kvWidth, group = shape.heads / shape.kvHeads
-        ensureScratch((0..<rows).map(visible).max() ?? 1)
-        parallel.forEachIndexed(rows * shape.heads) { index, worker in
+        let lengths = (0..<rows).map(visible)
+        ensureScratch(lengths.max() ?? 1)
+        // A decode step at a short context is a few microseconds of work: waking the other threads
+        // would cost more than it saves.
+        let work = lengths.reduce(0, +) * shape.heads * headDim
+        let threads = work < 1 << 15 ? Parallel(threads: 1) : parallel
+        threads.forEachIndexed(rows * shape.heads) { index, worker in
             let r = index / shape.heads, h = index % shape.heads
             let count = visible(r), first = shape.firstVisible(from: count - 1)
             let qh = q + r * shape.queryWidth + h * headDim

@@ -1,7 +1,8 @@
-import Dispatch
+import CPUKernels
 
-/// Splits work over a fixed number of threads. libdispatch keeps its worker threads alive
-/// between calls, so an op costs a wake-up, not a thread spawn.
+/// Splits work over a fixed number of threads: CPUKernels' persistent pool, the one the integer
+/// mat-vecs use, so every parallel op of the backend runs on the same threads (a second pool, such
+/// as libdispatch's, would fight the first for the cores while its threads spin between calls).
 struct Parallel {
     let threads: Int
 
@@ -16,7 +17,7 @@ struct Parallel {
             return
         }
         let unitsPerWorker = (units + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        run(workers) { worker in
             let lower = worker * unitsPerWorker * granularity
             let upper = min(count, lower + unitsPerWorker * granularity)
             if lower < upper { body(lower..<upper) }
@@ -32,8 +33,24 @@ struct Parallel {
             return
         }
         let per = (count + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+        run(workers) { worker in
             for i in (worker * per)..<min(count, (worker + 1) * per) { body(i, worker) }
         }
     }
+
+    /// `task(t)` for t in 0..<tasks on the pool; no two calls share a `t`.
+    private func run(_ tasks: Int, _ task: (Int) -> Void) {
+        withoutActuallyEscaping(task) { task in
+            var box = TaskBox(task: task)
+            withUnsafeMutablePointer(to: &box) { pointer in
+                cpuk_parallel(Int32(tasks), { context, t in
+                    context!.assumingMemoryBound(to: TaskBox.self).pointee.task(Int(t))
+                }, pointer)
+            }
+        }
+    }
+}
+
+private struct TaskBox {
+    let task: (Int) -> Void
 }

@@ -636,6 +636,9 @@ static _Atomic int pool_pending;
 static _Atomic int pool_sleepers;
 static int pool_workers;
 static pool_job_t pool_job;
+// Set on pool threads and on a caller while it runs its share: a parallel call from inside a job
+// runs serially instead of waiting for the pool it is part of.
+static _Thread_local int pool_inside;
 
 typedef struct { int index; uint64_t seen; } worker_arg;
 static worker_arg worker_args[CPUK_MAX_THREADS];
@@ -644,6 +647,7 @@ static void *worker_main(void *p) {
     const worker_arg *arg = (const worker_arg *)p;
     const int index = arg->index;
     uint64_t seen = arg->seen;
+    pool_inside = 1;
     for (;;) {
         uint64_t g;
         int spins = 0;
@@ -665,8 +669,10 @@ static void *worker_main(void *p) {
 }
 
 // Takes the pool for one job and grows it to nth − 1 helpers; returns how many threads the job
-// gets (fewer if a thread could not be created), which the caller splits its work by.
+// gets (fewer if a thread could not be created), which the caller splits its work by, or 0 from
+// inside a job: the caller then works alone and must not call pool_run.
 static int pool_reserve(int nth) {
+    if (pool_inside) return 0;
     if (nth > CPUK_MAX_THREADS) nth = CPUK_MAX_THREADS;
     pthread_mutex_lock(&pool_call);
     while (pool_workers < nth - 1) {
@@ -691,9 +697,33 @@ static void pool_run(pool_fn fn, const void *ctx, int nth) {
         pthread_cond_broadcast(&pool_cv);
         pthread_mutex_unlock(&pool_mu);
     }
+    pool_inside = 1;
     fn(ctx, 0);
+    pool_inside = 0;
     for (unsigned step = 1; atomic_load(&pool_pending) > 0; step++) cpu_relax(step);
     pthread_mutex_unlock(&pool_call);
+}
+
+typedef struct {
+    cpuk_task_fn fn;
+    void *ctx;
+    int tasks, nth;
+} tasks_job;
+
+static void tasks_slice(const void *ctx, int index) {
+    const tasks_job *j = (const tasks_job *)ctx;
+    for (int i = index; i < j->tasks; i += j->nth) j->fn(j->ctx, i);
+}
+
+void cpuk_parallel(int tasks, cpuk_task_fn fn, void *ctx) {
+    if (tasks <= 1) {
+        if (tasks == 1) fn(ctx, 0);
+        return;
+    }
+    const int nth = pool_reserve(tasks);
+    const tasks_job job = {fn, ctx, tasks, nth > 0 ? nth : 1};
+    if (nth > 0) pool_run(tasks_slice, &job, nth);
+    else tasks_slice(&job, 0);
 }
 
 typedef struct {
@@ -721,6 +751,7 @@ int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride,
     if (nth > rows / 64) nth = (int)(rows / 64);
     if (nth <= 1) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
     nth = pool_reserve(nth);
+    if (nth == 0) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
     const int64_t per = ((rows + nth - 1) / nth + 15) / 16 * 16;
     const rows_job job = {f, (const uint8_t *)weights, row_stride, rows, blocks, per, x, y};
     pool_run(rows_slice, &job, nth);
@@ -934,9 +965,11 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
         slice = gemm_vnni_slice;
     }
 #endif
-    if (nth > 1) nth = pool_reserve(nth);
+    const int pooled = nth > 1 ? pool_reserve(nth) : 0;
+    if (pooled) nth = pooled;
+    else nth = 1;
     job.per = ((rows + nth - 1) / nth + RM_ALL - 1) / RM_ALL * RM_ALL;
-    if (nth > 1) pool_run(slice, &job, nth);
+    if (pooled) pool_run(slice, &job, nth);
     else slice(&job, 0);
     free(xq);
     free(dxp);

@@ -69,6 +69,15 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
                        const void *x, size_t x_stride, int64_t tokens, int64_t blocks,
                        float *y, int64_t ldy, int threads);
 
+/// A task of cpuk_parallel.
+typedef void (*cpuk_task_fn)(void *ctx, int task);
+
+/// Runs fn(ctx, task) for every task in 0..<tasks on the same persistent threads as the mat-vecs
+/// (the caller's and tasks − 1 helpers; fewer if a thread cannot be created, each then running
+/// several tasks in turn), and returns when all are done. One pool for every parallel op: a second
+/// set of threads would fight the first for the cores while it spins.
+void cpuk_parallel(int tasks, cpuk_task_fn fn, void *ctx);
+
 /// The best path this CPU supports: 0 scalar, 1 AVX2, 2 AVX512-VNNI.
 int cpuk_best_isa(void);
 
