@@ -53,7 +53,7 @@ final class VulkanTimestampTests: XCTestCase {
         for profile in [false, true] {
             let backend: Backend = profile ? ProfilingBackend(vk) : vk
             let before = vk.statistics.submits
-            _ = try DeviceProfilingTests.decode(backend, steps: 4)
+            _ = try ProfilingConformanceTests.decode(backend, steps: 4)
             submits.append(vk.statistics.submits - before)
         }
         XCTAssertEqual(submits[0], submits[1], "submits without and with profiling")

@@ -5,7 +5,7 @@ import XCTest
 // `--profile` on the GPU backends (ProfilingBackend over a DeviceTimedBackend): op times come
 // from the device (OpenCL event profiling, Vulkan timestamp queries), nothing is synchronized
 // per op, and the run computes exactly what an unprofiled one does.
-final class DeviceProfilingTests: XCTestCase {
+final class ProfilingConformanceTests: XCTestCase {
     static let model = "tiny-llama-q4_1"
 
     /// What a short greedy run produced and how long it took on the host clock.
