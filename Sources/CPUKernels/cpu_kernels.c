@@ -605,13 +605,17 @@ int cpuk_vec_dot_rows(int type, const void *weights, size_t row_stride, int64_t 
 // A decode step is ~200 small mat-vecs of tens of microseconds each: waking a sleeping thread per
 // call costs about as much as the work. As llama.cpp's thread pool does, helpers spin briefly
 // between calls (then sleep on a condition variable), so a call costs a store and a few loads.
+// A job is split into more chunks than threads, and every thread, the caller included, claims
+// chunks from one atomic counter. The caller waits only for chunks already claimed, never for a
+// helper to show up: on a loaded machine a helper may not be scheduled for milliseconds, and with
+// fixed shares per thread each mat-vec would wait that long (measured: 2 threads 3x slower than 1).
 
 #define CPUK_MAX_THREADS 64
-#define RM_ALL 4 // rows per tile of the batch kernels; thread slices are multiples of it
+#define RM_ALL 4 // rows per tile of the batch kernels; chunks of rows are multiples of it
 #define CPUK_SPINS 20000
 
-// Spin-wait step: pause; after ~2000 steps (tens of microseconds, longer than a mat-vec slice)
-// the thread waited for is likely descheduled on a loaded machine, so give the core away each step.
+// Spin-wait step: pause; after ~2000 steps (tens of microseconds, longer than a chunk) the thread
+// that claimed the chunk waited for is likely descheduled, so give the core away each step.
 // (Yielding from the start measured 2x slower: it hands the core to other processes too often.)
 static inline void cpu_relax(unsigned step) {
 #ifdef CPUK_X86
@@ -620,25 +624,46 @@ static inline void cpu_relax(unsigned step) {
     if (step > 2048) sched_yield();
 }
 
-// A job: fn(ctx, index) for index in 0..<nth, index 0 on the calling thread.
-typedef void (*pool_fn)(const void *ctx, int index);
+// A job: fn(ctx, chunk) for every chunk in 0..<chunks, on the caller and helpers 1..<nth.
+typedef void (*pool_fn)(const void *ctx, int64_t chunk);
 typedef struct {
     pool_fn fn;
     const void *ctx;
+    int64_t chunks;
     int nth;
 } pool_job_t;
 
 static pthread_mutex_t pool_call = PTHREAD_MUTEX_INITIALIZER; // one job at a time
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
-static _Atomic uint64_t pool_gen;
-static _Atomic int pool_pending;
+static _Atomic uint64_t pool_gen;   // bumped to publish a job
+static _Atomic uint64_t pool_next;  // (job tag << 32) | next unclaimed chunk; tag 0xFFFFFFFF: no job
+static _Atomic int64_t pool_done;   // chunks finished in the current job
 static _Atomic int pool_sleepers;
 static int pool_workers;
 static pool_job_t pool_job;
 // Set on pool threads and on a caller while it runs its share: a parallel call from inside a job
 // runs serially instead of waiting for the pool it is part of.
 static _Thread_local int pool_inside;
+
+#define NO_JOB UINT64_MAX
+static inline uint64_t job_tag(uint64_t gen) { return (gen & 0x7FFFFFFFu) << 32; }
+
+// Claims and runs chunks of the job published as `gen` until none are left. A helper's copy of
+// the job may be stale or torn if that job has ended meanwhile; then no claim can succeed (the
+// counter carries another tag), so the copy is never used.
+static void run_chunks(const pool_job_t *job, uint64_t gen) {
+    const uint64_t tag = job_tag(gen);
+    for (;;) {
+        uint64_t cur = atomic_load(&pool_next);
+        if ((cur & 0xFFFFFFFF00000000u) != tag) return;
+        const int64_t chunk = (int64_t)(cur & 0xFFFFFFFFu);
+        if (chunk >= job->chunks) return;
+        if (!atomic_compare_exchange_weak(&pool_next, &cur, cur + 1)) continue;
+        job->fn(job->ctx, chunk);
+        atomic_fetch_add(&pool_done, 1);
+    }
+}
 
 typedef struct { int index; uint64_t seen; } worker_arg;
 static worker_arg worker_args[CPUK_MAX_THREADS];
@@ -662,15 +687,14 @@ static void *worker_main(void *p) {
         }
         seen = g;
         const pool_job_t job = pool_job;
-        if (index < job.nth) job.fn(job.ctx, index);
-        atomic_fetch_sub(&pool_pending, 1);
+        if (index < job.nth) run_chunks(&job, g);
     }
     return 0;
 }
 
 // Takes the pool for one job and grows it to nth − 1 helpers; returns how many threads the job
-// gets (fewer if a thread could not be created), which the caller splits its work by, or 0 from
-// inside a job: the caller then works alone and must not call pool_run.
+// gets (fewer if a thread could not be created), or 0 from inside a job: the caller then works
+// alone and must not call pool_run.
 static int pool_reserve(int nth) {
     if (pool_inside) return 0;
     if (nth > CPUK_MAX_THREADS) nth = CPUK_MAX_THREADS;
@@ -687,43 +711,57 @@ static int pool_reserve(int nth) {
     return nth > pool_workers + 1 ? pool_workers + 1 : nth;
 }
 
-// After pool_reserve: runs the job and releases the pool.
-static void pool_run(pool_fn fn, const void *ctx, int nth) {
-    pool_job = (pool_job_t){fn, ctx, nth};
-    atomic_store(&pool_pending, pool_workers);
-    atomic_fetch_add(&pool_gen, 1);
+// After pool_reserve: runs the job's chunks on up to nth threads and releases the pool.
+static void pool_run(pool_fn fn, const void *ctx, int64_t chunks, int nth) {
+    const uint64_t gen = atomic_load(&pool_gen) + 1;
+    pool_job = (pool_job_t){fn, ctx, chunks, nth};
+    atomic_store(&pool_done, 0);
+    atomic_store(&pool_next, job_tag(gen));
+    atomic_store(&pool_gen, gen);
     if (atomic_load(&pool_sleepers) > 0) {
         pthread_mutex_lock(&pool_mu);
         pthread_cond_broadcast(&pool_cv);
         pthread_mutex_unlock(&pool_mu);
     }
     pool_inside = 1;
-    fn(ctx, 0);
+    run_chunks(&pool_job, gen);
     pool_inside = 0;
-    for (unsigned step = 1; atomic_load(&pool_pending) > 0; step++) cpu_relax(step);
+    for (unsigned step = 1; atomic_load(&pool_done) < chunks; step++) cpu_relax(step);
+    // Close the job before its description is overwritten by the next one.
+    atomic_store(&pool_next, NO_JOB);
     pthread_mutex_unlock(&pool_call);
+}
+
+// Runs fn(ctx, 0..<chunks) over up to `threads` threads (serially from inside a job).
+static void pool_parallel(pool_fn fn, const void *ctx, int64_t chunks, int threads) {
+    const int nth = threads > 1 && chunks > 1 ? pool_reserve(threads) : 0;
+    if (nth > 0) {
+        pool_run(fn, ctx, chunks, nth);
+    } else {
+        for (int64_t c = 0; c < chunks; c++) fn(ctx, c);
+    }
+}
+
+// Rows per chunk: about 4 chunks per thread, a multiple of `multiple`, at least `minimum` rows.
+static int64_t chunk_rows(int64_t rows, int threads, int64_t multiple, int64_t minimum) {
+    int64_t per = (rows + 4 * (int64_t)threads - 1) / (4 * (int64_t)threads);
+    if (per < minimum) per = minimum;
+    return (per + multiple - 1) / multiple * multiple;
 }
 
 typedef struct {
     cpuk_task_fn fn;
     void *ctx;
-    int tasks, nth;
 } tasks_job;
 
-static void tasks_slice(const void *ctx, int index) {
+static void tasks_chunk(const void *ctx, int64_t chunk) {
     const tasks_job *j = (const tasks_job *)ctx;
-    for (int i = index; i < j->tasks; i += j->nth) j->fn(j->ctx, i);
+    j->fn(j->ctx, (int)chunk);
 }
 
 void cpuk_parallel(int tasks, cpuk_task_fn fn, void *ctx) {
-    if (tasks <= 1) {
-        if (tasks == 1) fn(ctx, 0);
-        return;
-    }
-    const int nth = pool_reserve(tasks);
-    const tasks_job job = {fn, ctx, tasks, nth > 0 ? nth : 1};
-    if (nth > 0) pool_run(tasks_slice, &job, nth);
-    else tasks_slice(&job, 0);
+    const tasks_job job = {fn, ctx};
+    pool_parallel(tasks_chunk, &job, tasks, tasks);
 }
 
 typedef struct {
@@ -735,9 +773,9 @@ typedef struct {
     float *y;
 } rows_job;
 
-static void rows_slice(const void *ctx, int index) {
+static void rows_chunk(const void *ctx, int64_t chunk) {
     const rows_job *j = (const rows_job *)ctx;
-    const int64_t lo = (int64_t)index * j->per;
+    const int64_t lo = chunk * j->per;
     const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
     for (int64_t r = lo; r < hi; r++) j->y[r] = j->f(j->w + (size_t)r * j->stride, j->x, j->blocks);
 }
@@ -746,15 +784,10 @@ int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride,
                                const void *x, int64_t blocks, float *y, int threads) {
     const row_dot_fn f = pick(2, type);
     if (!f) return 0;
-    int nth = threads;
-    // At least 64 rows per thread, in slices of 16 rows.
-    if (nth > rows / 64) nth = (int)(rows / 64);
-    if (nth <= 1) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
-    nth = pool_reserve(nth);
-    if (nth == 0) return cpuk_vec_dot_rows_isa(2, type, weights, row_stride, rows, x, blocks, y);
-    const int64_t per = ((rows + nth - 1) / nth + 15) / 16 * 16;
+    // Chunks of at least 32 rows (a few microseconds), in multiples of 16.
+    const int64_t per = chunk_rows(rows, threads, 16, 32);
     const rows_job job = {f, (const uint8_t *)weights, row_stride, rows, blocks, per, x, y};
-    pool_run(rows_slice, &job, nth);
+    pool_parallel(rows_chunk, &job, (rows + per - 1) / per, threads);
     return 1;
 }
 
@@ -804,9 +837,9 @@ static rows_dot_n_fn pick_n(int type) {
     return 0;
 }
 
-static void gemm_generic_slice(const void *ctx, int index) {
+static void gemm_generic_slice(const void *ctx, int64_t chunk) {
     const gemm_job *j = (const gemm_job *)ctx;
-    const int64_t lo = (int64_t)index * j->per;
+    const int64_t lo = chunk * j->per;
     const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
     const rows_dot_n_fn fn = pick_n(j->type);
     for (int64_t r = lo; r < hi; r++) {
@@ -867,9 +900,9 @@ static int block_bytes32(int type) {
 }
 
 #define RM RM_ALL
-static TGT_VNNI void gemm_vnni_slice(const void *ctx, int index) {
+static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
     const gemm_job *j = (const gemm_job *)ctx;
-    const int64_t lo = (int64_t)index * j->per;
+    const int64_t lo = chunk * j->per;
     const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
     if (lo >= hi) return;
     const int64_t nbp = j->nbp, pairs = nbp / 2;
@@ -965,12 +998,8 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
         slice = gemm_vnni_slice;
     }
 #endif
-    const int pooled = nth > 1 ? pool_reserve(nth) : 0;
-    if (pooled) nth = pooled;
-    else nth = 1;
-    job.per = ((rows + nth - 1) / nth + RM_ALL - 1) / RM_ALL * RM_ALL;
-    if (pooled) pool_run(slice, &job, nth);
-    else slice(&job, 0);
+    job.per = chunk_rows(rows, nth, RM_ALL, 16);
+    pool_parallel(slice, &job, (rows + job.per - 1) / job.per, nth);
     free(xq);
     free(dxp);
     free(cs);
