@@ -9,6 +9,19 @@
 // k passes is a work-group argmax over the experts not yet taken: the largest score, the lower
 // index on ties. The weights are the chosen scores, over their sum (clamped below at min_sum)
 // when `normalize`, times `scale`. ids hold the expert index as a float.
+//
+// Every barrier is reached on the same path by all work-items: none sits inside the branch on
+// `sigmoid_gating`, although that branch is uniform and so legal OpenCL. PoCL (3.1 at least)
+// miscompiles a barrier inside an if/else when a work-item-dependent loop guard (here
+// `e = t; e < experts`, false for the work-items past the last expert when the local size
+// exceeds the experts) joins the if/else's end: its barrier tail replication makes one copy of
+// the rest of the kernel per incoming edge, so which copy runs depends on t < experts, and its
+// work-item loops follow the first work-item's choice and assume it for all the others. The
+// work-items with no expert then ran every "e = t" loop body once, with e = t: each pass of the
+// top-k offered expert t with whatever scores[t] a previous kernel left in local memory, which
+// wins once local memory is dirty (ids 6 and 7 for top-6 of 6 after a model had run). Upstream
+// pocl/pocl#2269 (one replicated tail per parallel region) describes the same failure; the
+// PoCL 3.1 here predates it.
 kernel void moe_gate(global const float* logits, int experts, int k, int sigmoid_gating, int normalize,
                      float min_sum, float scale, global float* ids, global float* weights) {
     local float scores[MOE_MAX_EXPERTS];
@@ -20,24 +33,26 @@ kernel void moe_gate(global const float* logits, int experts, int k, int sigmoid
     int r = get_group_id(0), t = get_local_id(0), n = get_local_size(0);
     global const float* row = logits + (size_t)r * experts;
 
-    if (sigmoid_gating) {
-        for (int e = t; e < experts; e += n) scores[e] = 1.0f / (1.0f + exp(-row[e]));
-    } else {
-        float m = -INFINITY;
-        for (int e = t; e < experts; e += n) m = fmax(m, row[e]);
-        m = group_max(red, m);
-        for (int e = t; e < experts; e += n) scores[e] = exp(row[e] - m);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (t == 0) {
-            float sum = 0.0f;
-            for (int e = 0; e < experts; e++) sum += scores[e];
-            total = sum;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
+    // The row maximum is reduced for both gatings (sigmoid does not use it) so that the
+    // reduction's barriers are unconditional.
+    float m = -INFINITY;
+    for (int e = t; e < experts; e += n) m = fmax(m, row[e]);
+    m = group_max(red, m);
+    for (int e = t; e < experts; e += n) {
+        scores[e] = sigmoid_gating ? 1.0f / (1.0f + exp(-row[e])) : exp(row[e] - m);
+        taken[e] = 0;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (t == 0 && !sigmoid_gating) {
+        float sum = 0.0f;
+        for (int e = 0; e < experts; e++) sum += scores[e];
+        total = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (!sigmoid_gating) {
         float divisor = total;
         for (int e = t; e < experts; e += n) scores[e] /= divisor;
     }
-    for (int e = t; e < experts; e += n) taken[e] = 0;
     barrier(CLK_LOCAL_MEM_FENCE);
 
     global float* row_ids = ids + (size_t)r * k;
