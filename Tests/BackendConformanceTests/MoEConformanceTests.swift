@@ -122,6 +122,86 @@ final class MoEConformanceTests: XCTestCase {
         }
     }
 
+    /// Odd expert counts (3, 5, 6, 7 under a power-of-two work-group, so some work-items have no
+    /// expert), k from 1 to all of them, one row and several, each gating (sigmoid also without
+    /// normalization). Before each case a wide gate (`scribble`) leaves scores of 1 in the local
+    /// memory a device may reuse for the next work-group (PoCL does), so a kernel that lets an
+    /// expert-less work-item bid for its own index with a stale score picks an id ≥ experts.
+    func testMoEGateOddExpertCountsAllK() throws {
+        let gatings = Self.gatings + [("sigmoid", { ExpertGating(function: .sigmoid, k: $0, normalize: false) })]
+        try forEachMoEBackend { backend, cpu in
+            var rng = SeededRandom(seed: 55)
+            var cases = 0
+            for experts in [3, 5, 6, 7] {
+                for k in Set([1, 2, experts - 1, experts]).sorted() {
+                    for rows in [1, 4, 9] {
+                        let x = Self.logits(rows: rows, experts: experts, &rng)
+                        for (label, make) in gatings {
+                            try scribble(backend)
+                            try checkGate(backend, cpu, x, rows: rows, experts: experts, gating: make(k),
+                                          "\(backend.name) moeGate \(label) top-\(k) of \(experts), \(rows) rows")
+                            cases += 1
+                        }
+                    }
+                }
+            }
+            XCTAssertEqual(cases, 15 * 3 * 4)   // 15 (experts, k): k 1, 2, 3 for 3 experts, four k for the others
+        }
+    }
+
+    /// Regression: on PoCL a moeGate with fewer experts than work-items returned ids ≥ experts
+    /// (6 and 7 for top-6 of 6) once any other kernel had used local memory, as a dense model
+    /// does; so MoEConformanceTests passed or failed depending on which suites ran before it.
+    /// This runs a tiny-llama model on the backend and then the gate in the same test, so the
+    /// order of the suites no longer matters.
+    func testMoEGateAfterDenseModel() throws {
+        let model = "tiny-llama-f32"
+        let path = ModelConformanceTests.fixtures.appendingPathComponent("\(model).gguf").path
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("fixture \(model).gguf is missing") }
+        try forEachMoEBackend { backend, cpu in
+            _ = try ModelConformanceTests.logits(backend, model: model, decodeSteps: 2)
+            var rng = SeededRandom(seed: 56)
+            for experts in [3, 5, 6, 7, 8] {
+                for k in Set([1, experts - 1, experts]).sorted() {
+                    let x = Self.logits(rows: 5, experts: experts, &rng)
+                    for (label, make) in Self.gatings {
+                        try checkGate(backend, cpu, x, rows: 5, experts: experts, gating: make(k),
+                                      "\(backend.name) moeGate \(label) top-\(k) of \(experts) after \(model)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A sigmoid top-1 over 256 experts with logits of 30 on 32 rows: every work-group's local
+    /// scores end up 1.0 (σ(30) in float), above any score of the gates that follow.
+    func scribble(_ b: Backend) throws {
+        let rows = 32, experts = 256
+        _ = try gate(b, [Float](repeating: 30, count: rows * experts), rows: rows, experts: experts,
+                     gating: ExpertGating(function: .sigmoid, k: 1, normalize: false))
+    }
+
+    /// The backend's ids must be the oracle's exactly (each in 0..<experts and distinct in its row),
+    /// the weights within 1e-5 relative + 1e-7 (as testMoEGateMatchesCPU).
+    func checkGate(_ backend: Backend, _ cpu: CPUBackend, _ x: [Float], rows: Int, experts: Int, gating: ExpertGating,
+                   _ what: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let got = try gate(backend, x, rows: rows, experts: experts, gating: gating)
+        let want = try gate(cpu, x, rows: rows, experts: experts, gating: gating)
+        let k = gating.k
+        for r in 0..<rows {
+            let ids = got.ids[(r * k)..<((r + 1) * k)]
+            if !ids.allSatisfy({ $0 >= 0 && $0 < Float(experts) && $0 == $0.rounded() }) || Set(ids).count != k {
+                XCTFail("\(what): row \(r) ids \(Array(ids)) are not \(k) distinct experts of 0..<\(experts)", file: file, line: line)
+                break
+            }
+        }
+        XCTAssertEqual(got.ids, want.ids, "\(what): expert ids", file: file, line: line)
+        for i in want.weights.indices where abs(got.weights[i] - want.weights[i]) > 1e-5 * abs(want.weights[i]) + 1e-7 {
+            XCTFail("\(what): weight \(i) is \(got.weights[i]), oracle \(want.weights[i])", file: file, line: line)
+            break
+        }
+    }
+
     // MARK: gatherRows / scatterAddRows
 
     func testGatherRowsRepeatedAndOutOfOrder() throws {
