@@ -52,6 +52,24 @@ else
         tar xzf "$OUT/llama_cpp_python-$VERSION.tar.gz" -C "$OUT"
     fi
 fi
+if [ "$BACKEND" = vulkan ] && ! grep -rqs 'struct LayerSettingEXT' /usr/include/vulkan/; then
+    # Debian 12's Vulkan headers (1.3.239) predate VK_EXT_layer_settings (1.3.272), which
+    # ggml_vk_instance_init() chains into vk::InstanceCreateInfo unconditionally; it only takes
+    # effect with -DGGML_VULKAN_VALIDATE (ggml_vk_instance_layer_settings_available() is false
+    # otherwise), so for older headers compile the same instance without it. In place, idempotent.
+    python3 - "$SRC/ggml/src/ggml-vulkan/ggml-vulkan.cpp" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+start = "    VkBool32 enable_best_practice = layer_settings;\n"
+end = "    vk::InstanceCreateInfo instance_create_info(vk::InstanceCreateFlags{}, &app_info, layers, extensions, &layer_setting_info);\n"
+if "VK_HEADER_VERSION >= 272 // build-llama-cpp.sh" not in text and start in text and end in text:
+    text = text.replace(start, "#if VK_HEADER_VERSION >= 272 // build-llama-cpp.sh\n" + start, 1)
+    text = text.replace(end, end + "#else\n" + end.replace(", &layer_setting_info", "") + "#endif\n", 1)
+    open(path, "w").write(text)
+    print("build-llama-cpp: patched ggml-vulkan.cpp to build without VK_EXT_layer_settings (Vulkan headers < 1.3.272)", file=sys.stderr)
+PY
+fi
 # GGML_NATIVE: tuned for this CPU, as llm-gpu's CPU backend is (-target-cpu native).
 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF "${FLAGS[@]}" >&2
