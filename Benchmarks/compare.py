@@ -88,7 +88,7 @@ def main():
     p.add_argument("--backend", default="cpu", choices=["cpu", "opencl", "vulkan"])
     p.add_argument("--device", type=int, help="GPU device index (llm-gpu --device; llama.cpp: GGML_VK_VISIBLE_DEVICES "
                    "or GGML_OPENCL_DEVICE)")
-    p.add_argument("--cpu-activations", default="f32", choices=["f32", "int8"],
+    p.add_argument("--cpu-activations", default="int8", choices=["f32", "int8"],
                    help="llm-gpu's CPU activations: f32 (exact) or int8 (llama.cpp's rounding and integer dots)")
     p.add_argument("--llm-gpu", default=os.path.join(ROOT, ".build", "release", "llm-gpu"))
     p.add_argument("--llama-bench", help="default: Benchmarks/.llama.cpp/build[-BACKEND]/bin/llama-bench")
