@@ -151,6 +151,10 @@ final class Qwen25GoldenTests: XCTestCase {
         try RealModelGolden.qwen25.checkGreedy(rounded)
     }
     func testPerplexity() throws { try RealModelGolden.qwen25.checkPerplexity(model()) }
+    /// The CLI's default, int8 activations: Q5_0, Q8_0 and K-quant integer kernels end to end.
+    func testPerplexityWithInt8Activations() throws {
+        try RealModelGolden.qwen25.checkPerplexity(RealModelGolden.qwen25.load(backend: CPUBackend(llamaCppActivationRounding: true)))
+    }
 }
 
 final class Gemma3GoldenTests: XCTestCase {

@@ -25,4 +25,8 @@ final class SmolLM2GoldenTests: XCTestCase {
     func testLogitsMatchLlamaCppTopFive() throws { try RealModelGolden.smolLM2.checkLogits(model()) }
     /// llama.cpp: PPL = 17.6614 over Tests/Fixtures/real/perplexity-text.txt at context 128.
     func testPerplexityWithinOnePercentOfLlamaCpp() throws { try RealModelGolden.smolLM2.checkPerplexity(model()) }
+    /// The CLI's default, int8 activations and integer kernels end to end (prompt batches included).
+    func testPerplexityWithInt8ActivationsWithinOnePercent() throws {
+        try RealModelGolden.smolLM2.checkPerplexity(RealModelGolden.smolLM2.load(backend: CPUBackend(llamaCppActivationRounding: true)))
+    }
 }
