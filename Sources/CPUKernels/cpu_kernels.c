@@ -365,6 +365,27 @@ static inline TGT_AVX2 int32_t hsum_i32_avx2(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+// The mins of a Q4_K/Q5_K block as 16 int16 lanes, m_j in lanes 2j and 2j+1, so that one madd with
+// the 16 bsums gives m_j·(bsums[2j] + bsums[2j+1]) per int32 lane (k_min_sum in SIMD).
+static inline TGT_AVX2 __m256i k_mins16(const uint8_t *scales) {
+    uint8_t m8[8];
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        k_scale_min(j, scales, &sc, &m);
+        m8[j] = (uint8_t)m;
+    }
+    uint64_t packed; memcpy(&packed, m8, 8);
+    const __m128i m = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)packed));
+    return _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+}
+static inline TGT_AVX2 int32_t k_min_sum_avx2(__m256i mins16, const int16_t *bsums) {
+    return hsum_i32_avx2(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mins16));
+}
+// q6_K_offset in SIMD: 32 · Σ_s sc_s·bsums[s].
+static inline TGT_AVX2 int32_t q6_K_offset_avx2(__m256i scales16, const int16_t *bsums) {
+    return 32 * hsum_i32_avx2(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), scales16));
+}
+
 static inline TGT_AVX2 float dot_q45_K_avx2(const uint8_t *w, const void *xv, int64_t nb, int five) {
     const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
     const int size = five ? 176 : 144;
@@ -391,7 +412,7 @@ static inline TGT_AVX2 float dot_q45_K_avx2(const uint8_t *w, const void *xv, in
             sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p2, _mm256_set1_epi16((short)s2)));
         }
         const int32_t sumi = hsum_i32_avx2(sumv);
-        const int32_t summ = k_min_sum(scales, x[b].bsums);
+        const int32_t summ = k_min_sum_avx2(k_mins16(scales), x[b].bsums);
         acc = acc + (_cvtsh_ss(ld16(w)) * x[b].d) * (float)sumi;
         accm = accm + (_cvtsh_ss(ld16(w + 2)) * x[b].d) * (float)summ;
     }
@@ -426,7 +447,8 @@ static TGT_AVX2 float dot_q6_K_avx2(const uint8_t *w, const void *xv, int64_t nb
                 sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(prod, sc));
             }
         }
-        const int32_t sumi = hsum_i32_avx2(sumv) - q6_K_offset(scales, x[b].bsums);
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
+        const int32_t sumi = hsum_i32_avx2(sumv) - q6_K_offset_avx2(scales16, x[b].bsums);
         acc = acc + (_cvtsh_ss(ld16(w + 208)) * x[b].d) * (float)sumi;
     }
     return acc;
@@ -466,9 +488,10 @@ static inline TGT_AVX2 void dot_q45_K_avx2_n(const uint8_t *w, const cpuk_block_
             }
         }
         const float d = _cvtsh_ss(ld16(w)), dmin = _cvtsh_ss(ld16(w + 2));
+        const __m256i mins16 = k_mins16(scales);
         for (int t = 0; t < n; t++) {
             const int32_t sumi = hsum_i32_avx2(sumv[t]);
-            const int32_t summ = k_min_sum(scales, x[t][b].bsums);
+            const int32_t summ = k_min_sum_avx2(mins16, x[t][b].bsums);
             acc[t] = acc[t] + (d * x[t][b].d) * (float)sumi;
             accm[t] = accm[t] + (dmin * x[t][b].d) * (float)summ;
         }
@@ -504,8 +527,9 @@ static TGT_AVX2 void dot_q6_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *con
             }
         }
         const float d = _cvtsh_ss(ld16(w + 208));
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
         for (int t = 0; t < n; t++) {
-            const int32_t sumi = hsum_i32_avx2(sumv[t]) - q6_K_offset(scales, x[t][b].bsums);
+            const int32_t sumi = hsum_i32_avx2(sumv[t]) - q6_K_offset_avx2(scales16, x[t][b].bsums);
             acc[t] = acc[t] + (d * x[t][b].d) * (float)sumi;
         }
     }
@@ -820,7 +844,7 @@ typedef struct {
     float *y;
     int64_t ldy;
     // VNNI kernel's token side: int8 values, d pairs, dx·Σq; blocks padded to an even count.
-    int64_t nbp;
+    int64_t nbp, nbe; // blocks padded to pairs; to 16 (the e·cs dot's vector width)
     const int8_t *xq;
     const float *dxp;
     const float *cs;
@@ -911,15 +935,16 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
     const int64_t lo = chunk * j->per;
     const int64_t hi = lo + j->per < j->rows ? lo + j->per : j->rows;
     if (lo >= hi) return;
-    const int64_t nbp = j->nbp, pairs = nbp / 2;
+    const int64_t nbp = j->nbp, nbe = j->nbe, pairs = nbp / 2;
     const int bytes = block_bytes32(j->type);
     // The tile: RM rows of bytes, d pairs spread to 16 lanes, and e.
     uint8_t *u = alloc64((size_t)RM * nbp * 32);
     float *dwp = alloc64((size_t)RM * pairs * 16 * sizeof(float));
-    float *e = alloc64((size_t)RM * nbp * sizeof(float));
+    float *e = alloc64((size_t)RM * nbe * sizeof(float));
     for (int64_t r0 = lo; r0 < hi; r0 += RM) {
         const int rr = hi - r0 < RM ? (int)(hi - r0) : RM;
         for (int i = 0; i < RM; i++) {
+            for (int64_t b = nbp; b < nbe; b++) e[i * nbe + b] = 0;
             for (int64_t b = 0; b < nbp; b++) {
                 float d = 0, ee = 0;
                 if (i < rr && b < j->blocks) {
@@ -927,7 +952,7 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
                 } else {
                     memset(u + (i * nbp + b) * 32, 0, 32);
                 }
-                e[i * nbp + b] = ee;
+                e[i * nbe + b] = ee;
                 float *lanes = dwp + (i * pairs + b / 2) * 16 + (b & 1) * 8;
                 for (int l = 0; l < 8; l++) lanes[l] = d;
             }
@@ -950,12 +975,14 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
                     acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(dw, db), acc[i][1]);
                 }
             }
+            // Σ_b e_b·cs_b joins the lanes of the main sum, 16 blocks per FMA, then one reduction.
+            // (A scalar loop here was a chain of dependent FMAs longer than the main loop.)
             for (int i = 0; i < rr; i++) {
                 for (int k = 0; k < (t1 > t ? 2 : 1); k++) {
-                    const float *cs = j->cs + (t + k) * nbp, *ei = e + i * nbp;
-                    float corr = 0;
-                    for (int64_t b = 0; b < nbp; b++) corr += ei[b] * cs[b];
-                    j->y[(t + k) * j->ldy + r0 + i] = _mm512_reduce_add_ps(acc[i][k]) + corr;
+                    const float *cs = j->cs + (t + k) * nbe, *ei = e + i * nbe;
+                    __m512 sum = acc[i][k];
+                    for (int64_t b = 0; b < nbe; b += 16) sum = _mm512_fmadd_ps(_mm512_load_ps(ei + b), _mm512_load_ps(cs + b), sum);
+                    j->y[(t + k) * j->ldy + r0 + i] = _mm512_reduce_add_ps(sum);
                 }
             }
         }
@@ -975,16 +1002,16 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
     if (nth > rows / 16) nth = (int)(rows / 16);
     if (nth < 1) nth = 1;
     gemm_job job = {type, f, (const uint8_t *)weights, row_stride, rows, tokens, blocks, 0,
-                    (const uint8_t *)x, x_stride, y, ldy, 0, 0, 0, 0};
+                    (const uint8_t *)x, x_stride, y, ldy, 0, 0, 0, 0, 0};
     pool_fn slice = gemm_generic_slice;
     int8_t *xq = 0;
     float *dxp = 0, *cs = 0;
 #ifdef CPUK_X86
     if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens > 1) {
-        const int64_t nbp = (blocks + 1) / 2 * 2, pairs = nbp / 2;
+        const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
         xq = alloc64((size_t)tokens * nbp * 32);
         dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));
-        cs = alloc64((size_t)tokens * nbp * sizeof(float));
+        cs = alloc64((size_t)tokens * nbe * sizeof(float));
         for (int64_t t = 0; t < tokens; t++) {
             const cpuk_block_q8 *xt = (const cpuk_block_q8 *)(job.x + (size_t)t * x_stride);
             for (int64_t b = 0; b < nbp; b++) {
@@ -992,12 +1019,14 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
                 if (real) memcpy(xq + (t * nbp + b) * 32, xt[b].qs, 32);
                 else memset(xq + (t * nbp + b) * 32, 0, 32);
                 const float dx = real ? xt[b].d : 0;
-                cs[t * nbp + b] = real ? dx * (float)xt[b].sum : 0;
+                cs[t * nbe + b] = real ? dx * (float)xt[b].sum : 0;
                 float *lanes = dxp + (t * pairs + b / 2) * 16 + (b & 1) * 8;
                 for (int l = 0; l < 8; l++) lanes[l] = dx;
             }
+            for (int64_t b = nbp; b < nbe; b++) cs[t * nbe + b] = 0;
         }
         job.nbp = nbp;
+        job.nbe = nbe;
         job.xq = xq;
         job.dxp = dxp;
         job.cs = cs;
