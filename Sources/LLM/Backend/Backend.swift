@@ -66,8 +66,20 @@ public struct RopeParameters: Sendable, Equatable {
     /// θ for pair `i` at `position`: position · base^(−2i/dimensions) / factor[i].
     @inline(__always)
     public func angle(position: Int, pair: Int) -> Float {
-        let exponent = -2.0 * Double(pair) / Double(dimensions)
-        var theta = Double(position) * Double(positionScale) * pow(Double(base), exponent)
+        angle(position: position, pair: pair, power: power(pair: pair))
+    }
+
+    /// base^(−2i/dimensions), the part of θ that does not depend on the position: a backend that
+    /// rotates many rows computes it once per pair and passes it to `angle(position:pair:power:)`.
+    @inline(__always)
+    public func power(pair: Int) -> Double {
+        pow(Double(base), -2.0 * Double(pair) / Double(dimensions))
+    }
+
+    /// θ as `angle(position:pair:)` computes it, bit for bit, from a precomputed `power(pair:)`.
+    @inline(__always)
+    public func angle(position: Int, pair: Int, power: Double) -> Float {
+        var theta = Double(position) * Double(positionScale) * power
         if let factors = frequencyFactors { theta /= Double(factors[pair]) }
         return Float(theta)
     }
