@@ -65,6 +65,7 @@ void cpuk_quantize_row_q8(const float *x, cpuk_block_q8 *y, int64_t count) {
             sum += (int)r;
         }
         y[b].d = h2f(f2h(d));
+        y[b].ds = y[b].d * (float)sum;
         y[b].sum = sum;
     }
 }
@@ -122,7 +123,7 @@ static inline void lanes_scalar(float acc[8], const int8_t *w, const int8_t *x, 
     for (int l = 0; l < 8; l++) {
         int32_t s = 0;
         for (int k = 0; k < 4; k++) s += (int32_t)w[4 * l + k] * (int32_t)x[4 * l + k];
-        acc[l] = acc[l] + d * (float)s;
+        acc[l] = __builtin_fmaf(d, (float)s, acc[l]); // one rounding, as the SIMD paths' FMA
     }
 }
 
@@ -133,7 +134,7 @@ static float dot_q4_1_scalar(const uint8_t *w, const void *xv, int64_t nb) {
         int8_t q[32];
         for (int j = 0; j < 16; j++) { q[j] = (int8_t)(w[4 + j] & 15); q[j + 16] = (int8_t)(w[4 + j] >> 4); }
         lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
-        extra[b & 1] = extra[b & 1] + (h2f(ld16(w + 2)) * x[b].d) * (float)x[b].sum;
+        extra[b & 1] = extra[b & 1] + h2f(ld16(w + 2)) * x[b].ds;
     }
     return finish8(acc, extra);
 }
@@ -318,12 +319,19 @@ static inline TGT_VNNI __m256i lanes_us_vnni(__m256i w, __m256i x) {
 }
 
 #define LOADX(b) _mm256_loadu_si256((const __m256i *)x[b].qs)
-#define ACCUM(A, lanes, d) A = _mm256_add_ps(A, _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)))
+#define ACCUM(A, lanes, d) A = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), A)
 
 // Block bodies: block b at wb, into accumulator A (and E for Q4_1's m·Σx term).
+// Q4_1: d and m are adjacent halves, as are the activation's d and ds = d·Σq, so one conversion
+// and one multiply give [d·dx, m·ds]: lane 0 scales the lanes, lane 1 accumulates in E's lane 1.
+static inline uint32_t ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 #define BODY_Q4_1(SUF, b, wb, A, E)                                                                    \
-    ACCUM(A, lanes_us_##SUF(nibbles32(wb + 4), LOADX(b)), _cvtsh_ss(ld16(wb)) * x[b].d);               \
-    E = E + (_cvtsh_ss(ld16(wb + 2)) * x[b].d) * (float)x[b].sum;
+    {                                                                                                  \
+        const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ld32(wb)));                             \
+        const __m128 p = _mm_mul_ps(dm, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x[b].d)));  \
+        A = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(lanes_us_##SUF(nibbles32(wb + 4), LOADX(b))), A); \
+        E = _mm_add_ps(E, p);                                                                          \
+    }
 #define BODY_Q4_0(SUF, b, wb, A, E)                                                                    \
     ACCUM(A, lanes_ss_##SUF(_mm256_sub_epi8(nibbles32(wb + 2), _mm256_set1_epi8(8)), LOADX(b)),       \
           _cvtsh_ss(ld16(wb)) * x[b].d);
@@ -339,15 +347,16 @@ static inline TGT_VNNI __m256i lanes_us_vnni(__m256i w, __m256i x) {
 static TGT float dot_##NAME##_##SUF(const uint8_t *w, const void *xv, int64_t nb) {                     \
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;                                                \
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                         \
-    float e0 = 0, e1 = 0;                                                                              \
+    __m128 e0 = _mm_setzero_ps(), e1 = _mm_setzero_ps(); /* lane 1: Q4_1's min term */                 \
     int64_t b = 0;                                                                                     \
     for (; b + 1 < nb; b += 2) {                                                                       \
         BODY(SUF, b, (w + b * BYTES), a0, e0)                                                          \
         BODY(SUF, (b + 1), (w + (b + 1) * BYTES), a1, e1)                                              \
     }                                                                                                  \
     if (b < nb) { BODY(SUF, b, (w + b * BYTES), a0, e0) }                                              \
-    (void)e1;                                                                                          \
-    return finish_avx(_mm256_add_ps(a0, a1), e0 + e1);                                                 \
+    (void)e0; (void)e1;                                                                                \
+    return finish_avx(_mm256_add_ps(a0, a1),                                                           \
+                      _mm_cvtss_f32(_mm_shuffle_ps(e0, e0, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(e1, e1, 1))); \
 }
 
 #define DEFINE_SIMD(SUF, TGT)                                                                          \
@@ -1019,7 +1028,7 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
                 if (real) memcpy(xq + (t * nbp + b) * 32, xt[b].qs, 32);
                 else memset(xq + (t * nbp + b) * 32, 0, 32);
                 const float dx = real ? xt[b].d : 0;
-                cs[t * nbe + b] = real ? dx * (float)xt[b].sum : 0;
+                cs[t * nbe + b] = real ? xt[b].ds : 0;
                 float *lanes = dxp + (t * pairs + b / 2) * 16 + (b & 1) * 8;
                 for (int l = 0; l < 8; l++) lanes[l] = dx;
             }

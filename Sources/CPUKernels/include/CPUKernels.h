@@ -5,10 +5,11 @@
 #include <stdint.h>
 
 /// Activation block for the integer dots: 32 values x ≈ d·q, as llama.cpp's quantize_row_q8_0/q8_1
-/// round them (d = amax/127 rounded to f16, q = nearest-even(x·127/amax)). `sum` = Σq, exact, so
-/// Q4_1's m·Σx and Q4_0/Q5_0's offsets are folded in with integers.
+/// round them (d = amax/127 rounded to f16, q = nearest-even(x·127/amax)). `sum` = Σq, exact, and
+/// `ds` = d·Σq: Q4_1's min term is m·ds per block, and the batch kernels fold offsets in with it.
 typedef struct {
     float d;
+    float ds;    // d · sum, next to d: Q4_1's kernel loads both with one move
     int32_t sum;
     int8_t qs[32];
 } cpuk_block_q8;
