@@ -1002,6 +1002,10 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
 }
 #endif
 
+// Below this many tokens (beam search's few rows per step) unpacking a weight tile costs more than
+// it saves: each (row, token) pair takes the decode kernel, the row's blocks staying in L1.
+#define GEMM_MIN_TOKENS 8
+
 int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t rows,
                        const void *x, size_t x_stride, int64_t tokens, int64_t blocks,
                        float *y, int64_t ldy, int threads) {
@@ -1016,7 +1020,7 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
     int8_t *xq = 0;
     float *dxp = 0, *cs = 0;
 #ifdef CPUK_X86
-    if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens > 1) {
+    if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens >= GEMM_MIN_TOKENS) {
         const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
         xq = alloc64((size_t)tokens * nbp * 32);
         dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));

@@ -80,6 +80,9 @@ struct Run: ParsableCommand {
         } else {
             print()
         }
+        // The text went out unbuffered (FileHandle) and print() is buffered: flush before the
+        // statistics go to stderr, or on a terminal they land in the middle of the text's last line.
+        fflush(stdout)
         var line = String(format: "prompt: %d tokens, %.1f tokens/s | generation: %d steps, %.1f tokens/s | %@, %@",
                           t.promptTokens, t.promptTokensPerSecond, generation.best.tokens.count,
                           t.generationTokensPerSecond, model.backend.deviceDescription, generation.best.finishReason.rawValue)

@@ -86,16 +86,17 @@ final class Int8DotTests: XCTestCase {
         }
     }
 
-    /// Prompt batches (CPUKernels' cpuk_gemm_parallel: a VNNI kernel over 4-row tiles and token
-    /// pairs for the 32-value types, (row, token) dots otherwise) against the emulation, with row
-    /// counts off the tile, odd token counts and odd block counts (the kernel pads to block pairs).
+    /// Prompt batches (CPUKernels' cpuk_gemm_parallel: from 8 tokens a VNNI kernel over 4-row tiles
+    /// and token pairs for the 32-value types, (row, token) dots otherwise) against the emulation,
+    /// with row counts off the tile, odd token counts and odd block counts (the kernel pads to block
+    /// pairs).
     func testBatchMatchesEmulatedRounding() throws {
         var rng = SplitMix(seed: 91)
         let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
         let f32 = CPUBackend(threads: 2)
         for type in types {
             for rows in [1, 6, 37, 70] {
-                for tokens in [2, 3, 8] {
+                for tokens in [2, 3, 8, 9] {
                     for k in isK(type) ? [1, 2] : [1, 5, 6] {
                         let columns = type.blockSize * k
                         let bytes = randomRow(type, rows: rows, columns: columns, &rng)
