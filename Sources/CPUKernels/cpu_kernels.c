@@ -950,6 +950,13 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
     uint8_t *u = alloc64((size_t)RM * nbp * 32);
     float *dwp = alloc64((size_t)RM * pairs * 16 * sizeof(float));
     float *e = alloc64((size_t)RM * nbe * sizeof(float));
+    if (!u || !dwp || !e) { // out of memory: the (row, token) dots need no tile
+        free(u);
+        free(dwp);
+        free(e);
+        gemm_generic_slice(ctx, chunk);
+        return;
+    }
     for (int64_t r0 = lo; r0 < hi; r0 += RM) {
         const int rr = hi - r0 < RM ? (int)(hi - r0) : RM;
         for (int i = 0; i < RM; i++) {
@@ -1025,6 +1032,9 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
         xq = alloc64((size_t)tokens * nbp * 32);
         dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));
         cs = alloc64((size_t)tokens * nbe * sizeof(float));
+    }
+    if (xq && dxp && cs) { // else (out of memory) the generic path, which allocates nothing
+        const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
         for (int64_t t = 0; t < tokens; t++) {
             const cpuk_block_q8 *xt = (const cpuk_block_q8 *)(job.x + (size_t)t * x_stride);
             for (int64_t b = 0; b < nbp; b++) {
