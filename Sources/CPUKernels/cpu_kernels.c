@@ -395,79 +395,11 @@ static inline TGT_AVX2 int32_t q6_K_offset_avx2(__m256i scales16, const int16_t 
     return 32 * hsum_i32_avx2(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), scales16));
 }
 
-static inline TGT_AVX2 float dot_q45_K_avx2(const uint8_t *w, const void *xv, int64_t nb, int five) {
-    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
-    const int size = five ? 176 : 144;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    float acc = 0, accm = 0;
-    for (int64_t b = 0; b < nb; b++, w += size) {
-        const uint8_t *scales = w + 4, *qs = w + (five ? 48 : 16);
-        const int8_t *xq = x[b].qs;
-        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(w + 16)) : _mm256_setzero_si256();
-        __m256i sumv = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            int s1, s2, m;
-            k_scale_min(2 * p, scales, &s1, &m);
-            k_scale_min(2 * p + 1, scales, &s2, &m);
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + 32 * p));
-            __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
-            if (five) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p), one), 4));
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * p + 1), one), 4));
-            }
-            const __m256i p1 = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(xq + 64 * p)));
-            const __m256i p2 = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(xq + 64 * p + 32)));
-            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)s1)));
-            sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(p2, _mm256_set1_epi16((short)s2)));
-        }
-        const int32_t sumi = hsum_i32_avx2(sumv);
-        const int32_t summ = k_min_sum_avx2(k_mins16(scales), x[b].bsums);
-        acc = acc + (_cvtsh_ss(ld16(w)) * x[b].d) * (float)sumi;
-        accm = accm + (_cvtsh_ss(ld16(w + 2)) * x[b].d) * (float)summ;
-    }
-    return acc - accm;
-}
-static TGT_AVX2 float dot_q4_K_avx2(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_avx2(w, x, nb, 0); }
-static TGT_AVX2 float dot_q5_K_avx2(const uint8_t *w, const void *x, int64_t nb) { return dot_q45_K_avx2(w, x, nb, 1); }
-
-static TGT_AVX2 float dot_q6_K_avx2(const uint8_t *w, const void *xv, int64_t nb) {
-    const cpuk_block_q8k *x = (const cpuk_block_q8k *)xv;
-    const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
-    float acc = 0;
-    for (int64_t b = 0; b < nb; b++, w += 210) {
-        const int8_t *scales = (const int8_t *)(w + 192);
-        __m256i sumv = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h));
-            const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-            const int8_t *xq = x[b].qs + 128 * h;
-            const __m256i nib[4] = {
-                _mm256_and_si256(ql0, low4), _mm256_and_si256(ql1, low4),
-                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), _mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4),
-            };
-            for (int k = 0; k < 4; k++) {
-                const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * k), two), 4);
-                const __m256i q = _mm256_or_si256(nib[k], high);
-                const __m256i prod = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xq + 32 * k)));
-                // int16 lanes 0–7 hold values 0–15 (sub-block 2k), lanes 8–15 values 16–31 (2k+1).
-                const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(scales[8 * h + 2 * k + 1]),
-                                                    _mm_set1_epi16(scales[8 * h + 2 * k]));
-                sumv = _mm256_add_epi32(sumv, _mm256_madd_epi16(prod, sc));
-            }
-        }
-        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)scales));
-        const int32_t sumi = hsum_i32_avx2(sumv) - q6_K_offset_avx2(scales16, x[b].bsums);
-        acc = acc + (_cvtsh_ss(ld16(w + 208)) * x[b].d) * (float)sumi;
-    }
-    return acc;
-}
-
-// The same dots for up to 4 activation rows at once (prompt batches): the weights are unpacked
-// once per super-block for all of them. Per row, the same integers and float operations as the
-// one-row kernels above, so the results are bit-identical to theirs.
+// Up to 4 activation rows at once (prompt batches; decode is n = 1): the weights are unpacked once
+// per super-block for all of them, and each row gets the same integers and float operations as it
+// would alone, so a batch's results are bit-identical to decode's.
 #define KN 4
-static inline TGT_AVX2 void dot_q45_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *const *x, int n, int64_t nb,
+static inline __attribute__((always_inline)) TGT_AVX2 void dot_q45_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *const *x, int n, int64_t nb,
                                              int five, float *out) {
     const int size = five ? 176 : 144;
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
@@ -508,7 +440,7 @@ static inline TGT_AVX2 void dot_q45_K_avx2_n(const uint8_t *w, const cpuk_block_
     for (int t = 0; t < n; t++) out[t] = acc[t] - accm[t];
 }
 
-static TGT_AVX2 void dot_q6_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *const *x, int n, int64_t nb, float *out) {
+static inline __attribute__((always_inline)) TGT_AVX2 void dot_q6_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *const *x, int n, int64_t nb, float *out) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
     float acc[KN] = {0};
     for (int64_t b = 0; b < nb; b++, w += 210) {
@@ -549,6 +481,26 @@ static TGT_AVX2 void dot_q4_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *con
 }
 static TGT_AVX2 void dot_q5_K_avx2_n(const uint8_t *w, const cpuk_block_q8k *const *x, int n, int64_t nb, float *out) {
     dot_q45_K_avx2_n(w, x, n, nb, 1, out);
+}
+
+// One activation row: the decode kernels (pick() hands these out).
+static TGT_AVX2 float dot_q4_K_avx2(const uint8_t *w, const void *x, int64_t nb) {
+    const cpuk_block_q8k *row = (const cpuk_block_q8k *)x;
+    float out;
+    dot_q45_K_avx2_n(w, &row, 1, nb, 0, &out);
+    return out;
+}
+static TGT_AVX2 float dot_q5_K_avx2(const uint8_t *w, const void *x, int64_t nb) {
+    const cpuk_block_q8k *row = (const cpuk_block_q8k *)x;
+    float out;
+    dot_q45_K_avx2_n(w, &row, 1, nb, 1, &out);
+    return out;
+}
+static TGT_AVX2 float dot_q6_K_avx2(const uint8_t *w, const void *x, int64_t nb) {
+    const cpuk_block_q8k *row = (const cpuk_block_q8k *)x;
+    float out;
+    dot_q6_K_avx2_n(w, &row, 1, nb, &out);
+    return out;
 }
 
 DEFINE_SIMD(avx2, TGT_AVX2)
