@@ -12,10 +12,6 @@ final class Int8MatVec {
 
     deinit { activations?.deallocate() }
 
-    static func handles(_ type: GGMLType) -> Bool {
-        cpuk_activation_block(Int32(type.rawValue)) != 0
-    }
-
     /// y[t·w.rows + o] = row o · round(x row t) for every output row o and each of `rows` activation
     /// rows; false (nothing done) for a type without an integer dot.
     func run(_ w: CPUWeight, _ x: UnsafePointer<Float>, rows: Int, _ y: UnsafeMutablePointer<Float>, threads: Int) -> Bool {
