@@ -979,14 +979,13 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
     int8_t *xq = 0;
     float *dxp = 0, *cs = 0;
 #ifdef CPUK_X86
+    const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
     if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens >= GEMM_MIN_TOKENS) {
-        const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
         xq = alloc64((size_t)tokens * nbp * 32);
         dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));
         cs = alloc64((size_t)tokens * nbe * sizeof(float));
     }
-    if (xq && dxp && cs) { // else (out of memory) the generic path, which allocates nothing
-        const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
+    if (xq && dxp && cs) { // else (not this kernel, or out of memory) the generic path
         for (int64_t t = 0; t < tokens; t++) {
             const cpuk_block_q8 *xt = (const cpuk_block_q8 *)(job.x + (size_t)t * x_stride);
             for (int64_t b = 0; b < nbp; b++) {
