@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's llama-bench from the source package llama-cpp-python on PyPI, which vendors
-# llama.cpp, into Benchmarks/.llama.cpp (ignored by git; nothing of it is committed).
+# Builds llama.cpp's benchmark tools (llama-bench, llama-batched-bench, llama-server, and
+# llama-eval-callback, which prints every intermediate tensor) from the source package
+# llama-cpp-python on PyPI, which vendors llama.cpp, into Benchmarks/.llama.cpp (ignored by git;
+# nothing of it is committed), or into $LLAMA_CPP_OUT.
 #
-#     Benchmarks/build-llama-cpp.sh [cpu|vulkan|opencl]     (default cpu; prints the llama-bench path)
+#     Benchmarks/build-llama-cpp.sh [cpu|vulkan|opencl]     (default cpu; prints the bin folder)
 #
 # One source tree, one build folder per backend: .llama.cpp/build (cpu), .llama.cpp/build-vulkan,
 # .llama.cpp/build-opencl. LLAMA_CPP_SRC=path uses an already unpacked llama.cpp tree instead of
@@ -14,7 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 BACKEND=${1:-cpu}
 VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
-OUT=.llama.cpp
+OUT=${LLAMA_CPP_OUT:-.llama.cpp}
+TOOLS=(llama-bench llama-batched-bench llama-server llama-eval-callback)
 case "$BACKEND" in
     cpu) BUILD="$OUT/build"; FLAGS=() ;;
     vulkan)
@@ -39,8 +42,10 @@ case "$BACKEND" in
         fi ;;
     *) echo "usage: build-llama-cpp.sh [cpu|vulkan|opencl]" >&2; exit 2 ;;
 esac
-BIN="$BUILD/bin/llama-bench"
-if [ -x "$BIN" ]; then echo "$BIN"; exit 0; fi
+BIN="$BUILD/bin"
+built=1
+for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || built=0; done
+if [ $built = 1 ]; then echo "$BIN"; exit 0; fi
 command -v cmake >/dev/null || { echo "build-llama-cpp: needs cmake (apt-get install cmake)" >&2; exit 1; }
 mkdir -p "$OUT"
 if [ -n "${LLAMA_CPP_SRC:-}" ]; then
@@ -48,7 +53,9 @@ if [ -n "${LLAMA_CPP_SRC:-}" ]; then
 else
     SRC="$OUT/llama_cpp_python-$VERSION/vendor/llama.cpp"
     if [ ! -d "$SRC" ]; then
-        python3 -m pip download --no-deps --no-binary :all: -q -d "$OUT" "llama-cpp-python==$VERSION"
+        # --no-binary for this one package only: with :all:, pip also builds its build
+        # requirements (cmake among them) from source, which takes 20 minutes or more.
+        python3 -m pip download --no-deps --no-binary llama-cpp-python -q -d "$OUT" "llama-cpp-python==$VERSION"
         tar xzf "$OUT/llama_cpp_python-$VERSION.tar.gz" -C "$OUT"
     fi
 fi
@@ -72,6 +79,6 @@ PY
 fi
 # GGML_NATIVE: tuned for this CPU, as llm-gpu's CPU backend is (-target-cpu native).
 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF "${FLAGS[@]}" >&2
-nice -n 15 cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target llama-bench >&2
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON "${FLAGS[@]}" >&2
+nice -n 15 cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target "${TOOLS[@]}" >&2
 echo "$BIN"
