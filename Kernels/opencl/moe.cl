@@ -22,9 +22,16 @@
 // wins once local memory is dirty (ids 6 and 7 for top-6 of 6 after a model had run). Upstream
 // pocl/pocl#2269 (one replicated tail per parallel region) describes the same failure; the
 // PoCL 3.1 here predates it.
+//
+// Selection (DeepSeek-V3): the top-k compares s = p + bias[e] when `has_bias` (p otherwise), and
+// with groups > 1 only the experts of the `groups_used` groups with the largest sums of their two
+// best s are eligible (work-item 0 marks the others taken, as ExpertGating.eligible does); the
+// weights are still p.
 kernel void moe_gate(global const float* logits, int experts, int k, int sigmoid_gating, int normalize,
-                     float min_sum, float scale, global float* ids, global float* weights) {
+                     float min_sum, float scale, global float* ids, global float* weights,
+                     global const float* bias, int has_bias, int groups, int groups_used) {
     local float scores[MOE_MAX_EXPERTS];
+    local float selection[MOE_MAX_EXPERTS];
     local uchar taken[MOE_MAX_EXPERTS];
     local float best_values[MOE_MAX_EXPERTS];
     local int best_indices[MOE_MAX_EXPERTS];
@@ -54,6 +61,31 @@ kernel void moe_gate(global const float* logits, int experts, int k, int sigmoid
         for (int e = t; e < experts; e += n) scores[e] /= divisor;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+    for (int e = t; e < experts; e += n) selection[e] = has_bias ? scores[e] + bias[e] : scores[e];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (t == 0 && groups > 1 && groups_used < groups) {
+        int size = experts / groups;
+        float group_scores[MOE_MAX_EXPERTS / 2];
+        uchar kept[MOE_MAX_EXPERTS / 2];
+        for (int g = 0; g < groups; g++) {
+            float first = -INFINITY, second = -INFINITY;
+            for (int e = g * size; e < (g + 1) * size; e++) {
+                float v = selection[e];
+                if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
+            }
+            group_scores[g] = first + second;
+            kept[g] = 0;
+        }
+        for (int j = 0; j < groups_used; j++) {
+            int best = -1;
+            for (int g = 0; g < groups; g++) {
+                if (!kept[g] && (best < 0 || group_scores[g] > group_scores[best])) best = g;
+            }
+            kept[best] = 1;
+        }
+        for (int e = 0; e < experts; e++) taken[e] = kept[e / size] ? 0 : 1;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
 
     global float* row_ids = ids + (size_t)r * k;
     global float* row_weights = weights + (size_t)r * k;
@@ -61,7 +93,7 @@ kernel void moe_gate(global const float* logits, int experts, int k, int sigmoid
         float best = 0.0f;
         int index = -1;
         for (int e = t; e < experts; e += n) {
-            if (!taken[e] && (index < 0 || scores[e] > best)) { best = scores[e]; index = e; }
+            if (!taken[e] && (index < 0 || selection[e] > best)) { best = selection[e]; index = e; }
         }
         best_values[t] = best;
         best_indices[t] = index;

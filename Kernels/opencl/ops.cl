@@ -126,3 +126,44 @@ kernel void geglu(global const float* gate, global const float* up, global float
     float x = gate[i];
     y[i] = 0.5f * x * (1.0f + tanh(0.79788456f * (x + 0.044715f * x * x * x))) * up[i];
 }
+
+// ggml_norm, then · g + b (gpt2's LayerNorm): the mean, then the variance of the centred values,
+// each a work-group sum; one work-group per row. In place is safe (each work-item rewrites
+// only what it read). has_bias 0: b is unused.
+kernel void layer_norm(global const float* x, global const float* g, global const float* b, int has_bias,
+                       global float* y, int width, float eps, local float* red) {
+    int r = get_group_id(0), t = get_local_id(0), n = get_local_size(0);
+    global const float* xr = x + (size_t)r * width;
+    float sum = 0.0f;
+    for (int i = t; i < width; i += n) sum += xr[i];
+    float mean = group_sum(red, sum) / (float)width;
+    float squares = 0.0f;
+    for (int i = t; i < width; i += n) {
+        float v = xr[i] - mean;
+        squares += v * v;
+    }
+    float scale = 1.0f / sqrt(group_sum(red, squares) / (float)width + eps);
+    global float* yr = y + (size_t)r * width;
+    for (int i = t; i < width; i += n) {
+        float v = (xr[i] - mean) * scale * g[i];
+        yr[i] = has_bias ? v + b[i] : v;
+    }
+}
+
+// gelu(x), tanh form (ggml's gelu), without a gate: gpt2's FFN.
+kernel void gelu(global const float* x, global float* y, int count) {
+    int i = get_global_id(0);
+    if (i >= count) return;
+    float v = x[i];
+    y[i] = 0.5f * v * (1.0f + tanh(0.79788456f * (v + 0.044715f * v * v * v)));
+}
+
+// destination[to + r * to_row + g * to_group + c] = source[from + r * from_row + g * from_group + c];
+// global size (width rounded up, groups, rows).
+kernel void copy_columns(global const float* source, int from, int from_row, int from_group,
+                         global float* destination, int to, int to_row, int to_group, int width) {
+    int c = get_global_id(0), g = get_global_id(1), r = get_global_id(2);
+    if (c >= width) return;
+    destination[(size_t)to + (size_t)r * to_row + (size_t)g * to_group + c] =
+        source[(size_t)from + (size_t)r * from_row + (size_t)g * from_group + c];
+}

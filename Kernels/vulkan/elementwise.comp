@@ -1,6 +1,6 @@
 #version 450
 // Element-wise ops over `count` values: OP_ADD (out = a + b), OP_SWIGLU (out = silu(a) · b),
-// OP_GEGLU (out = gelu_tanh(a) · b), OP_ADD_BIAS (out = a + b[i % width]: b is a [1, width]
+// OP_GEGLU (out = gelu_tanh(a) · b), OP_GELU (out = gelu_tanh(a); b unused), OP_ADD_BIAS (out = a + b[i % width]: b is a [1, width]
 // bias broadcast over rows), OP_SCALE (out = a · factor; b unused), OP_SOFTCAP
 // (out = factor · tanh(a / factor); b unused). out may alias a.
 // Grid-stride loop, so any count fits the dispatch limit.
@@ -29,6 +29,12 @@ void main() {
         float u = 0.7978845608 * (x + 0.044715 * x * x * x);
         float th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
         o[i] = 0.5 * x * (1.0 + th) * b[i];
+#elif defined(OP_GELU)
+        // gelu(a) without a gate (gpt2's FFN); tanh written as in OP_GEGLU. b unused.
+        float x = a[i];
+        float u = 0.7978845608 * (x + 0.044715 * x * x * x);
+        float th = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+        o[i] = 0.5 * x * (1.0 + th);
 #elif defined(OP_ADD_BIAS)
         o[i] = a[i] + b[i % p.width];
 #elif defined(OP_SCALE)
@@ -40,7 +46,7 @@ void main() {
         float u = abs(x) / p.factor;
         o[i] = sign(x) * p.factor * (1.0 - 2.0 / (exp(2.0 * u) + 1.0));
 #else
-#error "define OP_ADD, OP_SWIGLU, OP_GEGLU, OP_ADD_BIAS, OP_SCALE or OP_SOFTCAP"
+#error "define OP_ADD, OP_SWIGLU, OP_GEGLU, OP_GELU, OP_ADD_BIAS, OP_SCALE or OP_SOFTCAP"
 #endif
     }
 }

@@ -18,6 +18,8 @@ layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer L { float logits[]; };
 layout(std430, set = 0, binding = 1) writeonly buffer I { float ids[]; };
 layout(std430, set = 0, binding = 2) writeonly buffer W { float weights[]; };
+// DeepSeek-V3's selection bias (exp_probs_b; the logits again when has_bias is 0).
+layout(std430, set = 0, binding = 3) readonly buffer B { float bias[]; };
 layout(push_constant) uniform Push {
     uint experts;
     uint k;
@@ -25,9 +27,14 @@ layout(push_constant) uniform Push {
     uint normalize;
     float min_sum;
     float scale;
+    uint has_bias;
+    uint groups;        // > 1: group-limited selection (ExpertGating.eligible)
+    uint groups_used;
 } p;
 
 shared float scores[MAX_EXPERTS];
+shared float selection[MAX_EXPERTS];
+shared uint eligible[MAX_EXPERTS];
 shared uint chosen[MAX_EXPERTS];
 shared float red[64];
 shared float divisor;
@@ -59,12 +66,44 @@ void main() {
         for (uint e = t; e < n; e += 64u) scores[e] = scores[e] / total;
     }
     barrier();
+    // The top-k ranks s = p + bias among the eligible experts; the weights stay p.
     for (uint e = t; e < n; e += 64u) {
-        float v = scores[e];
+        selection[e] = p.has_bias != 0u ? scores[e] + bias[e] : scores[e];
+        eligible[e] = 1u;
+    }
+    barrier();
+    if (t == 0u && p.groups > 1u && p.groups_used < p.groups) {
+        // Groups of n / groups consecutive experts, scored by their two best s; the best
+        // groups_used stay (the lower group first on ties), the others' experts leave.
+        uint size = n / p.groups;
+        float group_scores[MAX_EXPERTS / 2];
+        uint kept[MAX_EXPERTS / 2];
+        for (uint g = 0u; g < p.groups; g++) {
+            float first = -1.0 / 0.0, second = -1.0 / 0.0;
+            for (uint e = g * size; e < (g + 1u) * size; e++) {
+                float v = selection[e];
+                if (v > first) { second = first; first = v; } else if (v > second) { second = v; }
+            }
+            group_scores[g] = first + second;
+            kept[g] = 0u;
+        }
+        for (uint j = 0u; j < p.groups_used; j++) {
+            int best = -1;
+            for (uint g = 0u; g < p.groups; g++) {
+                if (kept[g] == 0u && (best < 0 || group_scores[g] > group_scores[uint(best)])) best = int(g);
+            }
+            kept[uint(best)] = 1u;
+        }
+        for (uint e = 0u; e < n; e++) eligible[e] = kept[e / size];
+    }
+    barrier();
+    for (uint e = t; e < n; e += 64u) {
+        if (eligible[e] == 0u) continue;
+        float v = selection[e];
         uint rank = 0u;
         for (uint o = 0u; o < n; o++) {
-            float w = scores[o];
-            if (w > v || (w == v && o < e)) rank++;
+            float w = selection[o];
+            if (eligible[o] != 0u && (w > v || (w == v && o < e))) rank++;
         }
         if (rank < p.k) chosen[rank] = e;
     }

@@ -351,12 +351,19 @@ public final class CPUBackend: Backend {
         }
     }
 
-    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
         let x = cpu(logits), idOut = cpu(ids), wOut = cpu(weights), k = gating.k
         precondition(k >= 1 && k <= experts && rows * experts <= logits.count && rows * k <= min(ids.count, weights.count),
                      "moeGate: k \(k) of \(experts) experts over \(rows) rows does not fit the buffers")
-        var scores = [Float](repeating: 0, count: experts)
+        let bias = selectionBias.map { b -> UnsafePointer<Float> in
+            precondition(b.type == .f32 && b.columns == experts, "moeGate: selection bias '\(b.name)' is not f32 [\(experts)]")
+            return weight(b).bytes.assumingMemoryBound(to: Float.self)
+        }
+        precondition(!gating.limitsGroups || (experts % gating.groups == 0 && experts / gating.groups >= 2
+                                               && gating.groupsUsed >= 1 && k <= gating.groupsUsed * experts / gating.groups),
+                     "moeGate: \(gating.groupsUsed) of \(gating.groups) groups cannot hold top-\(k) of \(experts) experts")
+        var scores = [Float](repeating: 0, count: experts), selection = scores
         for r in 0..<rows {
             let row = x + r * experts
             switch gating.function {
@@ -372,11 +379,14 @@ public final class CPUBackend: Backend {
             case .sigmoid:
                 for e in 0..<experts { scores[e] = 1 / (1 + exp(-row[e])) }
             }
+            // The bias and the group limit steer the choice only; the weights stay p.
+            for e in 0..<experts { selection[e] = bias.map { scores[e] + $0[e] } ?? scores[e] }
+            let eligible = gating.eligible(selection)
             // Top-k by selection: k is small (2–8), so k passes over the experts beat a sort.
             var chosen = [Int](), sum: Float = 0
             for _ in 0..<k {
                 var best = -1
-                for e in 0..<experts where !chosen.contains(e) && (best < 0 || scores[e] > scores[best]) { best = e }
+                for e in 0..<experts where eligible[e] && !chosen.contains(e) && (best < 0 || selection[e] > selection[best]) { best = e }
                 chosen.append(best)
                 sum += scores[best]
             }
@@ -385,6 +395,66 @@ public final class CPUBackend: Backend {
                 idOut[r * k + j] = Float(e)
                 wOut[r * k + j] = scores[e] / divisor * gating.scale
             }
+        }
+    }
+
+    public func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                          rows: Int, eps: Float) throws {
+        let x = cpu(input), y = cpu(output), w = self.weight(weight)
+        let width = w.columns, g = w.bytes.assumingMemoryBound(to: Float.self)
+        let b = bias.map { self.weight($0).bytes.assumingMemoryBound(to: Float.self) }
+        precondition(rows * width <= min(input.count, output.count) && (bias?.columns ?? width) == width,
+                     "layerNorm of \(rows)×\(width) over '\(input.label)'")
+        for r in 0..<rows {
+            let xr = x + r * width, yr = y + r * width
+            // ggml_norm: the mean and the variance of the centred values, each summed in double.
+            var sum = 0.0
+            for i in 0..<width { sum += Double(xr[i]) }
+            let mean = Float(sum / Double(width))
+            var squares = 0.0
+            for i in 0..<width {
+                let v = xr[i] - mean
+                squares += Double(v * v)
+            }
+            let scale = 1 / (Float(squares / Double(width)) + eps).squareRoot()
+            for i in 0..<width {
+                let v = (xr[i] - mean) * scale * g[i]
+                yr[i] = b.map { v + $0[i] } ?? v
+            }
+        }
+    }
+
+    public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        let x = cpu(input), y = cpu(output)
+        precondition(count <= min(input.count, output.count), "gelu of \(count) values over '\(input.label)'")
+        if llamaCppActivationRounding {
+            Self.geluF16Table.withUnsafeBufferPointer { table in
+                parallel.forEach(count, granularity: 64, minimumPerThread: 4096) { range in
+                    for i in range {
+                        let v = x[i]
+                        y[i] = v <= -10 ? 0 : v >= 10 ? v : table[Int(Float16(v).bitPattern)]
+                    }
+                }
+            }
+            return
+        }
+        let c: Float = 0.797_884_56   // √(2/π)
+        parallel.forEach(count, granularity: 64, minimumPerThread: 4096) { range in
+            for i in range {
+                let v = x[i]
+                y[i] = 0.5 * v * (1 + tanh(c * (v + 0.044715 * v * v * v)))
+            }
+        }
+    }
+
+    public func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                            rows: Int, groups: Int, width: Int) throws {
+        precondition(from.end(rows: rows, groups: groups, width: width) <= source.count
+                     && to.end(rows: rows, groups: groups, width: width) <= destination.count,
+                     "copyColumns outside '\(source.label)' or '\(destination.label)'")
+        let src = cpu(source), dst = cpu(destination)
+        for r in 0..<rows {
+            for g in 0..<groups { (dst + to.at(r, g)).update(from: src + from.at(r, g), count: width) }
         }
     }
 

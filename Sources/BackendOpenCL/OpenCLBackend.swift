@@ -112,14 +112,14 @@ public final class OpenCLBackend: Backend {
     /// the core set plus Q5_0, Q5_1 and the K-quants Q4_K, Q5_K, Q6_K.
     public static let weightTypes: Set<GGMLType> = Quantization.supportedWeightTypes.union([.q5_0, .q5_1, .q4_K, .q5_K, .q6_K])
 
-    /// Only ops with an OpenCL kernel here: an op added to the protocol later is unsupported
-    /// (and so refused by the plan) until this backend implements it.
+    /// Only ops with an OpenCL kernel here. The switch is exhaustive (every op has a kernel today), so
+    /// whoever adds an op to `BackendOp` must decide here whether this backend runs it.
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.weightTypes.contains(type)
         case .rmsNorm, .rope, .attention, .softmax, .swiglu, .add, .copyRows, .argmax,
-             .addBias, .scale, .geglu, .slidingWindowAttention, .attentionSoftcap, .softcap, .moeGating, .gatherRows, .scatterAddRows: return true
-        default: return false
+             .addBias, .scale, .geglu, .slidingWindowAttention, .attentionSoftcap, .softcap, .moeGating, .gatherRows, .scatterAddRows,
+             .layerNorm, .gelu, .copyColumns: return true
         }
     }
 
@@ -469,12 +469,22 @@ public final class OpenCLBackend: Backend {
 
     /// One work-group per row (moe.cl): scores, a k-pass work-group top-k, the weights. Ids and
     /// weights stay on the device; nothing waits for the queue.
-    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
         guard rows > 0 else { return }
         let k = gating.k
         guard experts >= 1, experts <= Self.maximumExperts, k >= 1, k <= experts else {
             throw OpenCLError.invalidArgument("moeGate: top-\(k) of \(experts) experts (1 ≤ k ≤ experts ≤ \(Self.maximumExperts))")
+        }
+        if gating.limitsGroups {
+            guard experts % gating.groups == 0, experts / gating.groups >= 2, gating.groupsUsed >= 1,
+                  k <= gating.groupsUsed * (experts / gating.groups) else {
+                throw OpenCLError.invalidArgument("moeGate: \(gating.groupsUsed) of \(gating.groups) groups of \(experts) experts for top-\(k)")
+            }
+        }
+        let bias = try selectionBias.map { try weight($0) }
+        if let bias, bias.type != .f32 || bias.columns != experts {
+            throw OpenCLError.invalidArgument("moeGate: selection bias '\(bias.name)' is \(bias.type) [\(bias.columns)], needs f32 [\(experts)]")
         }
         try requireCapacity(logits, rows * experts, "moeGate logits")
         try requireCapacity(ids, rows * k, "moeGate ids")
@@ -484,8 +494,48 @@ public final class OpenCLBackend: Backend {
         try kernel.set([.buffer(cl(logits).handle), .int(Int32(experts)), .int(Int32(k)),
                         .int(gating.function == .sigmoid ? 1 : 0), .int(gating.normalize ? 1 : 0),
                         .float(ExpertGating.minimumWeightSum), .float(gating.scale),
-                        .buffer(cl(ids).handle), .buffer(cl(weights).handle)])
+                        .buffer(cl(ids).handle), .buffer(cl(weights).handle),
+                        .buffer(bias?.handle ?? cl(logits).handle), .int(bias == nil ? 0 : 1),
+                        .int(Int32(gating.limitsGroups ? gating.groups : 1)), .int(Int32(gating.groupsUsed))])
         try launch(kernel, global: [local * rows], local: [local])
+    }
+
+    public func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                          rows: Int, eps: Float) throws {
+        let g = try self.weight(weight), b = try bias.map { try self.weight($0) }
+        guard g.type == .f32, b.map({ $0.type == .f32 && $0.columns == g.columns }) ?? true else {
+            throw OpenCLError.invalidArgument("layerNorm weight '\(g.name)' or its bias is not f32 [\(g.columns)]")
+        }
+        guard rows > 0, g.columns > 0 else { return }
+        try requireCapacity(input, rows * g.columns, "layerNorm input")
+        try requireCapacity(output, rows * g.columns, "layerNorm output")
+        let k = try kernel("layer_norm"), local = rowLocalSize(k, width: g.columns)
+        try k.set([.buffer(cl(input).handle), .buffer(g.handle), .buffer(b?.handle ?? g.handle), .int(b == nil ? 0 : 1),
+                   .buffer(cl(output).handle), .int(Int32(g.columns)), .float(eps), .local(local * 4)])
+        try launch(k, global: [local * rows], local: [local])
+    }
+
+    public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        guard count > 0 else { return }
+        try requireCapacity(input, count, "gelu")
+        try requireCapacity(output, count, "gelu")
+        let k = try kernel("gelu"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 256)
+        try k.set([.buffer(cl(input).handle), .buffer(cl(output).handle), .int(Int32(count))])
+        try launch(k, global: [roundUp(count, local)], local: [local])
+    }
+
+    public func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                            rows: Int, groups: Int, width: Int) throws {
+        guard rows > 0, groups > 0, width > 0 else { return }
+        guard from.offset >= 0, to.offset >= 0, from.end(rows: rows, groups: groups, width: width) <= source.count,
+              to.end(rows: rows, groups: groups, width: width) <= destination.count, source !== destination else {
+            throw OpenCLError.invalidArgument("copyColumns outside '\(source.label)' or '\(destination.label)', or within one buffer")
+        }
+        let k = try kernel("copy_columns"), local = min(floorPowerOfTwo(k.maxWorkGroupSize), 64, ceilPowerOfTwo(width))
+        try k.set([.buffer(cl(source).handle), .int(Int32(from.offset)), .int(Int32(from.rowStride)), .int(Int32(from.groupStride)),
+                   .buffer(cl(destination).handle), .int(Int32(to.offset)), .int(Int32(to.rowStride)), .int(Int32(to.groupStride)),
+                   .int(Int32(width))])
+        try launch(k, global: [roundUp(width, local), groups, rows], local: [local, 1, 1])
     }
 
     public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {

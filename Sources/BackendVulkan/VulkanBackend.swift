@@ -150,16 +150,15 @@ public final class VulkanBackend: Backend {
     /// Dispatches recorded and command buffers submitted so far.
     public var statistics: (dispatches: Int, submits: Int) { (context.dispatchCount, context.submitCount) }
 
-    /// Exactly the ops implemented here. Ops added to `BackendOp` later are unsupported until
-    /// someone writes them, so the fallback is false.
+    /// Exactly the ops implemented here. The switch is exhaustive, so an op added to `BackendOp`
+    /// later must be answered here (false until someone writes its shader).
     public func supports(_ op: BackendOp) -> Bool {
         switch op {
         case .matmul(let type), .embedding(let type): return Self.kernelSuffix(type) != nil
         case .rmsNorm, .rope(.normal), .rope(.neox), .attention, .slidingWindowAttention, .softmax, .swiglu, .geglu,
              .add, .addBias, .scale, .copyRows, .argmax, .moeGating, .gatherRows, .scatterAddRows,
-             .attentionSoftcap, .softcap:
+             .attentionSoftcap, .softcap, .layerNorm, .gelu, .copyColumns:
             return true
-        default: return false
         }
     }
 
@@ -543,21 +542,67 @@ public final class VulkanBackend: Backend {
 
     /// One workgroup per row (moe.comp, MOE_GATE): scores, a rank-based top-k, the weights.
     /// Ids and weights stay on the device; nothing is submitted.
-    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
         let x = vk(logits), i = vk(ids), w = vk(weights), k = gating.k
         guard experts >= 1, experts <= Self.maximumExperts, k >= 1, k <= experts else {
             throw VulkanError.unsupported("moeGate: top-\(k) of \(experts) experts (1 ≤ k ≤ experts ≤ \(Self.maximumExperts))")
+        }
+        if gating.limitsGroups {
+            guard experts % gating.groups == 0, experts / gating.groups >= 2, gating.groupsUsed >= 1,
+                  k <= gating.groupsUsed * (experts / gating.groups) else {
+                throw VulkanError.invalidArgument("moeGate: \(gating.groupsUsed) of \(gating.groups) groups of \(experts) experts for top-\(k)")
+            }
+        }
+        let bias = selectionBias.map(weight)
+        if let bias, bias.type != .f32 || bias.columns != experts || bias.chunks.count != 1 {
+            throw VulkanError.invalidArgument("moeGate: selection bias '\(bias.name)' is \(bias.type) [\(bias.columns)], needs f32 [\(experts)]")
         }
         guard rows >= 0, rows * experts <= x.count, rows * k <= min(i.count, w.count) else {
             throw VulkanError.invalidArgument("moeGate of \(rows)×\(experts) top-\(k) over '\(x.label)' into '\(i.label)', '\(w.label)'")
         }
         guard rows > 0 else { return }
         try context.dispatch("moe_gate", [.read(x.allocation, bytes: rows * experts * 4), .write(i.allocation, bytes: rows * k * 4),
-                                          .write(w.allocation, bytes: rows * k * 4)],
+                                          .write(w.allocation, bytes: rows * k * 4),
+                                          .read(bias?.chunks[0].allocation ?? x.allocation)],
                              push: [UInt32(experts), UInt32(k), gating.function == .sigmoid ? 1 : 0, gating.normalize ? 1 : 0,
-                                    ExpertGating.minimumWeightSum.bitPattern, gating.scale.bitPattern],
+                                    ExpertGating.minimumWeightSum.bitPattern, gating.scale.bitPattern, bias == nil ? 0 : 1,
+                                    UInt32(gating.limitsGroups ? gating.groups : 1), UInt32(gating.groupsUsed)],
                              groups: (rows, 1, 1))
+    }
+
+    public func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                          rows: Int, eps: Float) throws {
+        let g = self.weight(weight), b = bias.map(self.weight), x = vk(input), y = vk(output)
+        let width = g.columns
+        guard g.type == .f32, g.rows == 1, g.chunks.count == 1,
+              b.map({ $0.type == .f32 && $0.columns == width && $0.chunks.count == 1 }) ?? true else {
+            throw VulkanError.unsupported("layerNorm with a \(g.type) [\(g.rows), \(g.columns)] weight or a mismatched bias (needs f32 [1, width])")
+        }
+        guard rows * width <= x.count, rows * width <= y.count else {
+            throw VulkanError.invalidArgument("layerNorm of \(rows)×\(width) over '\(x.label)' into '\(y.label)'")
+        }
+        guard rows > 0 else { return }
+        try context.dispatch("layernorm", [.read(g.chunks[0].allocation), .read((b ?? g).chunks[0].allocation), .read(x.allocation),
+                                           .write(y.allocation)],
+                             push: [UInt32(width), eps.bitPattern, b == nil ? 0 : 1], groups: (rows, 1, 1))
+    }
+
+    public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try elementwise("gelu", vk(input), vk(input), vk(output), count: count)
+    }
+
+    public func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                            rows: Int, groups: Int, width: Int) throws {
+        let s = vk(source), d = vk(destination)
+        guard rows > 0, groups > 0, width > 0 else { return }
+        guard from.offset >= 0, to.offset >= 0, from.end(rows: rows, groups: groups, width: width) <= s.count,
+              to.end(rows: rows, groups: groups, width: width) <= d.count, s !== d else {
+            throw VulkanError.invalidArgument("copyColumns outside '\(s.label)' or '\(d.label)', or within one buffer")
+        }
+        try context.dispatch("copy_columns", [.read(s.allocation), .write(d.allocation)],
+                             push: [from.offset, from.rowStride, from.groupStride, to.offset, to.rowStride, to.groupStride, width].map { UInt32($0) },
+                             groups: (ceil(width, 64), groups, rows))
     }
 
     public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {

@@ -145,6 +145,12 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
     case gatherRows
     /// Weighted row scatter-add by index (`scatterAddRows`): expert outputs back into the residual.
     case scatterAddRows
+    /// LayerNorm with weight and optional bias (`layerNorm`: gpt2).
+    case layerNorm
+    /// GELU (tanh form) over a buffer (`gelu`: gpt2's ungated FFN).
+    case gelu
+    /// A block of columns copied between strided rows (`copyColumns`: MLA's head splits and joins).
+    case copyColumns
 
     public var description: String {
         switch self {
@@ -167,6 +173,9 @@ public enum BackendOp: Hashable, Sendable, CustomStringConvertible {
         case .moeGating: return "moeGating"
         case .gatherRows: return "gatherRows"
         case .scatterAddRows: return "scatterAddRows"
+        case .layerNorm: return "layerNorm"
+        case .gelu: return "gelu"
+        case .copyColumns: return "copyColumns"
         }
     }
 }
@@ -229,11 +238,24 @@ public protocol Backend: AnyObject {
     /// Softmax over each row of `width` values, in place.
     func softmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws
     /// Mixture-of-experts gating over `rows` rows of router logits ([rows, experts]): scores
-    /// p = softmax(row) or sigmoid(row); the `k` largest (the lower expert index first on ties)
-    /// go to ids[r, j] (expert index stored as a float, best first) and their p to weights[r, j];
-    /// then weights are divided by their sum when `normalize`, and multiplied by `scale`.
-    func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    /// p = softmax(row) or sigmoid(row); selection scores s = p + selectionBias (a [1, experts]
+    /// f32 weight, DeepSeek-V3's `exp_probs_b`; s = p without it); with `gating.groups` > 1, only
+    /// the experts of the `gating.groupsUsed` groups with the largest top-2 sums of s stay eligible
+    /// (`ExpertGating.eligible`); the `k` largest s among them (the lower expert index first on
+    /// ties) go to ids[r, j] (expert index stored as a float, best first) and their p (not s) to
+    /// weights[r, j]; then weights are divided by their sum when `normalize`, and multiplied by `scale`.
+    func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                  ids: BackendBuffer, weights: BackendBuffer) throws
+    /// y[r] = (x[r] − mean) / √(var + eps) · weight + bias over rows of weight.columns values
+    /// (ggml_norm then mul and add; the variance is the mean of (x − mean)²).
+    func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                   rows: Int, eps: Float) throws
+    /// output = gelu(input) over `count` values, tanh form (output may alias input).
+    func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws
+    /// For r < rows, g < groups, c < width:
+    /// destination[to.at(r, g) + c] = source[from.at(r, g) + c]. Source and destination must not overlap.
+    func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                     rows: Int, groups: Int, width: Int) throws
     /// destination row i = source row indices[i], rows of `width` values.
     func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws
     /// destination row indices[i] += factors[i] · source row i, in order of i, rows of `width` values.
@@ -262,9 +284,25 @@ extension Backend {
     public func softcap(_ buffer: BackendBuffer, cap: Float, count: Int) throws {
         throw UnsupportedOpError(backend: name, op: .softcap, context: "final logit soft-capping")
     }
-    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
         throw UnsupportedOpError(backend: name, op: .moeGating, context: "a mixture-of-experts model")
+    }
+    /// Gating without a selection bias.
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+                        ids: BackendBuffer, weights: BackendBuffer) throws {
+        try moeGate(logits, rows: rows, experts: experts, gating: gating, selectionBias: nil, ids: ids, weights: weights)
+    }
+    public func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                          rows: Int, eps: Float) throws {
+        throw UnsupportedOpError(backend: name, op: .layerNorm, context: "a LayerNorm model")
+    }
+    public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .gelu, context: "a GELU feed-forward")
+    }
+    public func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                            rows: Int, groups: Int, width: Int) throws {
+        throw UnsupportedOpError(backend: name, op: .copyColumns, context: "multi-head latent attention")
     }
     public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
         throw UnsupportedOpError(backend: name, op: .gatherRows, context: "a mixture-of-experts model")
@@ -272,6 +310,24 @@ extension Backend {
     public func scatterAddRows(_ source: BackendBuffer, indices: [Int32], factors: [Float], into destination: BackendBuffer,
                                width: Int) throws {
         throw UnsupportedOpError(backend: name, op: .scatterAddRows, context: "a mixture-of-experts model")
+    }
+}
+
+/// Where a block of columns sits in a buffer of rows: value (r, g, 0) is at
+/// offset + r · rowStride + g · groupStride (groups: heads, say).
+public struct ColumnBlock: Sendable, Equatable {
+    public var offset: Int
+    public var rowStride: Int
+    public var groupStride: Int
+    public init(offset: Int, rowStride: Int, groupStride: Int = 0) {
+        self.offset = offset
+        self.rowStride = rowStride
+        self.groupStride = groupStride
+    }
+    @inline(__always) public func at(_ row: Int, _ group: Int) -> Int { offset + row * rowStride + group * groupStride }
+    /// One past the last value a copy of rows × groups × width touches.
+    public func end(rows: Int, groups: Int, width: Int) -> Int {
+        rows == 0 || groups == 0 || width == 0 ? 0 : at(rows - 1, groups - 1) + width
     }
 }
 
@@ -290,12 +346,45 @@ public struct ExpertGating: Sendable, Equatable {
     public var normalize: Bool
     /// Multiply the weights by this (`expert_weights_scale`; 1 when absent).
     public var scale: Float
+    /// Group-limited routing (DeepSeek-V3: `expert_group_count`, `expert_group_used_count`): the
+    /// experts are `groups` runs of experts/groups consecutive ones; only the `groupsUsed` groups
+    /// whose two best selection scores sum highest stay eligible. groups ≤ 1: no limit.
+    public var groups: Int
+    public var groupsUsed: Int
 
-    public init(function: Function, k: Int, normalize: Bool, scale: Float = 1) {
+    public init(function: Function, k: Int, normalize: Bool, scale: Float = 1, groups: Int = 1, groupsUsed: Int = 1) {
         self.function = function
         self.k = k
         self.normalize = normalize
         self.scale = scale
+        self.groups = groups
+        self.groupsUsed = groupsUsed
+    }
+
+    public var limitsGroups: Bool { groups > 1 && groupsUsed < groups }
+
+    /// Which experts the top-k may pick from, given one row's selection scores: all of them, or
+    /// those of the `groupsUsed` best groups. A group scores the sum of its two largest values
+    /// (llama.cpp's argsort top-2 per group, the DeepSeek-V3 rule), groups ranked by that score,
+    /// the lower group first on ties. Every backend's kernel follows this function.
+    public func eligible(_ scores: [Float]) -> [Bool] {
+        guard limitsGroups else { return Array(repeating: true, count: scores.count) }
+        let size = scores.count / groups
+        let groupScores: [Float] = (0..<groups).map { g in
+            var first = -Float.infinity, second = -Float.infinity
+            for e in (g * size)..<((g + 1) * size) {
+                let v = scores[e]
+                if v > first { second = first; first = v } else if v > second { second = v }
+            }
+            return first + second
+        }
+        var kept = [Bool](repeating: false, count: groups)
+        for _ in 0..<groupsUsed {
+            var best = -1
+            for g in 0..<groups where !kept[g] && (best < 0 || groupScores[g] > groupScores[best]) { best = g }
+            kept[best] = true
+        }
+        return (0..<scores.count).map { kept[$0 / size] }
     }
 
     /// The smallest weight sum llama.cpp divides by (ggml_clamp(weights_sum, 6.103515625e-5, inf)).

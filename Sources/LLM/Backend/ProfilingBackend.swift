@@ -208,9 +208,24 @@ public final class ProfilingBackend: Backend {
     public func argmax(_ buffer: BackendBuffer, rows: Int, width: Int) throws -> [Int32] {
         try timed("argmax", collects: true) { try inner.argmax(buffer, rows: rows, width: width) }
     }
-    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating,
+    public func moeGate(_ logits: BackendBuffer, rows: Int, experts: Int, gating: ExpertGating, selectionBias: BackendWeight?,
                         ids: BackendBuffer, weights: BackendBuffer) throws {
-        try timed("moeGate") { try inner.moeGate(logits, rows: rows, experts: experts, gating: gating, ids: ids, weights: weights) }
+        try timed("moeGate") {
+            try inner.moeGate(logits, rows: rows, experts: experts, gating: gating, selectionBias: selectionBias, ids: ids, weights: weights)
+        }
+    }
+    public func layerNorm(_ input: BackendBuffer, weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer,
+                          rows: Int, eps: Float) throws {
+        try timed("layerNorm") { try inner.layerNorm(input, weight: weight, bias: bias, into: output, rows: rows, eps: eps) }
+    }
+    public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
+        try timed("gelu") { try inner.gelu(input, into: output, count: count) }
+    }
+    public func copyColumns(_ source: BackendBuffer, _ from: ColumnBlock, into destination: BackendBuffer, _ to: ColumnBlock,
+                            rows: Int, groups: Int, width: Int) throws {
+        try timed("copyColumns") {
+            try inner.copyColumns(source, from, into: destination, to, rows: rows, groups: groups, width: width)
+        }
     }
     public func gatherRows(_ source: BackendBuffer, indices: [Int32], into destination: BackendBuffer, width: Int) throws {
         try timed("gatherRows") { try inner.gatherRows(source, indices: indices, into: destination, width: width) }

@@ -15,6 +15,9 @@ import Foundation
 //   qwen3moe:         softmax, renormalize; no shared expert.
 //   olmoe:            softmax, no renormalization.
 //   DeepSeek-style:   `expert_gating_func` = 2 (sigmoid), normalize, × `expert_weights_scale`; shared experts ungated.
+//   deepseek2 (V3):   experts are chosen by p + `exp_probs_b` (the weights stay p), only within the
+//                     `expert_group_used_count` best of `expert_group_count` groups (a group scores
+//                     the sum of its top two); the first `leading_dense_block_count` layers are dense.
 // The expert dispatch itself (grouping tokens by expert) is in Runtime/ExpertDispatch.swift.
 
 /// A model's MoE hyperparameters (`ModelConfig.moe`; nil for dense models).
@@ -41,8 +44,9 @@ public struct MoEConfig: Sendable, Equatable {
 
     /// Reads the MoE keys of `architecture`; nil when layer 0 has no router (a dense model).
     /// `normalizeByDefault` is the family's choice when the file has no `expert_weights_norm`.
-    static func read(gguf: GGUFFile, architecture: String, dim: Int, normalizeByDefault: Bool) throws -> MoEConfig? {
-        guard gguf.tensor("blk.0.ffn_gate_inp.weight") != nil else { return nil }
+    /// `firstLayer`: the first MoE layer (deepseek2's leading dense layers come before it).
+    static func read(gguf: GGUFFile, architecture: String, dim: Int, normalizeByDefault: Bool, firstLayer: Int = 0) throws -> MoEConfig? {
+        guard gguf.tensor("blk.\(firstLayer).ffn_gate_inp.weight") != nil else { return nil }
         func key(_ k: String) -> String { "\(architecture).\(k)" }
         let experts = try gguf.int(key("expert_count"))
         let k = try gguf.int(key("expert_used_count"))
@@ -58,14 +62,32 @@ public struct MoEConfig: Sendable, Equatable {
         // llama.cpp multiplies only where the key is set (0 means unset there).
         let fileScale = gguf[key("expert_weights_scale")]?.floatValue.map { Float($0) } ?? 0
         let scale: Float = fileScale != 0 ? fileScale : 1
-        let gate = try gguf.requireTensor("blk.0.ffn_gate_exps.weight")
+        // Group-limited selection, with the limits llama.cpp asserts.
+        var groups = 1, groupsUsed = 1
+        if gguf[key("expert_group_count")] != nil || gguf[key("expert_group_used_count")] != nil {
+            groups = try gguf.int(key("expert_group_count"))
+            groupsUsed = try gguf.int(key("expert_group_used_count"))
+            if groups > 1 {
+                guard groups < experts, experts % groups == 0, experts / groups >= 2 else {
+                    throw ModelError.invalidHyperparameter(key: key("expert_group_count"),
+                                                           value: "\(groups) (needs groups of at least 2 of the \(experts) experts)")
+                }
+                guard groupsUsed > 0, groupsUsed < groups, k <= groupsUsed * (experts / groups) else {
+                    throw ModelError.invalidHyperparameter(key: key("expert_group_used_count"),
+                                                           value: "\(groupsUsed) (of \(groups) groups, for top-\(k))")
+                }
+            }
+        }
+        let gate = try gguf.requireTensor("blk.\(firstLayer).ffn_gate_exps.weight")
         guard gate.dimensions.count == 3, gate.dimensions[0] == dim, gate.dimensions[2] == experts else {
             throw ModelError.tensorShape(tensor: gate.name, expected: [dim, gate.dimensions.count > 1 ? gate.dimensions[1] : 0, experts],
                                          found: gate.dimensions)
         }
-        var config = MoEConfig(experts: experts, gating: ExpertGating(function: function, k: k, normalize: normalize, scale: scale),
+        var config = MoEConfig(experts: experts,
+                               gating: ExpertGating(function: function, k: k, normalize: normalize, scale: scale,
+                                                    groups: groups, groupsUsed: groupsUsed),
                                expertFFNDim: gate.dimensions[1])
-        if let shared = gguf.tensor("blk.0.ffn_gate_shexp.weight") { config.sharedFFNDim = shared.rows }
+        if let shared = gguf.tensor("blk.\(firstLayer).ffn_gate_shexp.weight") { config.sharedFFNDim = shared.rows }
         return config
     }
 }
@@ -84,12 +106,14 @@ public struct MoELayerWeights {
     public var sharedDown: BackendWeight? = nil // [dim, sharedFFN]
     /// qwen2moe: the shared expert's output is scaled by σ(sharedRouter · h); [1, dim].
     public var sharedRouter: BackendWeight? = nil
+    /// deepseek2 (V3): `exp_probs_b`, added to the scores for choosing experts only; [1, experts].
+    public var selectionBias: BackendWeight? = nil
 
     public var experts: Int { gate.count }
     /// Bytes of one expert's three slices.
     public func expertBytes(_ e: Int) -> Int { gate[e].byteCount + up[e].byteCount + down[e].byteCount }
     /// Weights every token reads: the router and the shared expert.
-    var alwaysRead: [BackendWeight] { [router] + [sharedGate, sharedUp, sharedDown, sharedRouter].compactMap { $0 } }
+    var alwaysRead: [BackendWeight] { [router] + [sharedGate, sharedUp, sharedDown, sharedRouter, selectionBias].compactMap { $0 } }
 }
 
 extension WeightLoader {
@@ -103,6 +127,10 @@ extension WeightLoader {
             gate: try experts(layer(i, "ffn_gate_exps"), count: moe.experts, rows: ff, columns: dim),
             up: try experts(layer(i, "ffn_up_exps"), count: moe.experts, rows: ff, columns: dim),
             down: try experts(layer(i, "ffn_down_exps"), count: moe.experts, rows: dim, columns: ff))
+        // Optional in llama.cpp too (TENSOR_NOT_REQUIRED): without it experts are chosen by p alone.
+        if gguf.tensor("blk.\(i).exp_probs_b.bias") != nil {
+            weights.selectionBias = try vector("blk.\(i).exp_probs_b.bias", width: moe.experts)
+        }
         if gguf.tensor(layer(i, "ffn_gate_shexp")) != nil {
             let shared = moe.sharedFFNDim
             weights.sharedGate = try matrix(layer(i, "ffn_gate_shexp"), rows: shared, columns: dim)

@@ -39,7 +39,7 @@ public final class Model {
 
 /// Maps `general.architecture` to the file that knows its tensors.
 public enum ModelLoader {
-    public static let supportedArchitectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "qwen2moe", "qwen3moe", "olmoe"]
+    public static let supportedArchitectures: Set<String> = ["llama", "qwen2", "qwen3", "gemma2", "gemma3", "qwen2moe", "qwen3moe", "olmoe", "gpt2", "deepseek2"]
 
     static func load(architecture: String, gguf: GGUFFile, backend: Backend) throws -> (ModelConfig, TransformerWeights) {
         switch architecture {
@@ -49,6 +49,8 @@ public enum ModelLoader {
         case "gemma3": return try Gemma3.load(gguf: gguf, backend: backend)
         case "qwen2moe", "qwen3moe": return try QwenMoE.load(gguf: gguf, backend: backend, architecture: architecture)
         case "olmoe": return try OLMoE.load(gguf: gguf, backend: backend)
+        case "gpt2": return try GPT2.load(gguf: gguf, backend: backend)
+        case "deepseek2": return try DeepSeek2.load(gguf: gguf, backend: backend)
         default: throw ModelError.unsupportedArchitecture(architecture)
         }
     }

@@ -31,6 +31,14 @@ public struct ModelConfig: Sendable, Equatable {
     public var finalLogitSoftcap: Float?
     /// Sparse mixture-of-experts FFN (Model/MixtureOfExperts.swift); nil for dense models.
     public var moe: MoEConfig?
+    /// RMSNorm (most families) or LayerNorm with bias (gpt2).
+    public var normalization: Normalization = .rms
+    /// Where positions come from: RoPE on q and k, or a learned table added to the embeddings (gpt2,
+    /// `position_embd`, one row per position up to `trainedContext`).
+    public var positionEncoding: PositionEncoding = .rope
+    /// Multi-head latent attention (deepseek2); nil for ordinary attention. With it, `headDim` is
+    /// the cache row (kvLoraRank + rope dims) and `kvHeads` is 1: the absorbed form's MQA.
+    public var latentAttention: LatentAttentionShape?
 
     public func window(layer: Int) -> Int { layer < layerWindows.count ? layerWindows[layer] : 0 }
     public func rope(layer: Int) -> RopeParameters { window(layer: layer) > 0 ? (localRope ?? rope) : rope }
@@ -44,7 +52,10 @@ public struct ModelConfig: Sendable, Equatable {
     public var attentionShape: AttentionShape { attentionShape(layer: 0) }
 
     /// Reads the keys every llama-like architecture shares. `prefix` is the architecture name.
-    public init(gguf: GGUFFile, architecture: String, ropeStyle: RopeStyle) throws {
+    /// `normEpsilonKey`: gpt2 writes `attention.layer_norm_epsilon`. `valueLengthMustMatch`: false
+    /// where key_length and value_length describe something other than the heads (deepseek2's cache).
+    public init(gguf: GGUFFile, architecture: String, ropeStyle: RopeStyle,
+                normEpsilonKey: String = "attention.layer_norm_rms_epsilon", valueLengthMustMatch: Bool = true) throws {
         func key(_ k: String) -> String { "\(architecture).\(k)" }
         func optionalInt(_ k: String) throws -> Int? { gguf[key(k)] == nil ? nil : try gguf.int(key(k)) }
 
@@ -56,12 +67,12 @@ public struct ModelConfig: Sendable, Equatable {
         heads = try gguf.int(key("attention.head_count"))
         kvHeads = try optionalInt("attention.head_count_kv") ?? heads
         headDim = try optionalInt("attention.key_length") ?? (heads > 0 ? dim / heads : 0)
-        if let valueLength = try optionalInt("attention.value_length"), valueLength != headDim {
+        if valueLengthMustMatch, let valueLength = try optionalInt("attention.value_length"), valueLength != headDim {
             throw ModelError.invalidHyperparameter(key: "\(architecture).attention.value_length",
                                                    value: "\(valueLength) (differs from key_length \(headDim); not supported)")
         }
         trainedContext = try gguf.int(key("context_length"))
-        normEps = Float(try gguf.float(key("attention.layer_norm_rms_epsilon")))
+        normEps = Float(try gguf.float(key(normEpsilonKey)))
         if let v = try optionalInt("vocab_size") {
             vocabularySize = v
         } else if let tokens = gguf["tokenizer.ggml.tokens"]?.arrayValue {
@@ -72,8 +83,16 @@ public struct ModelConfig: Sendable, Equatable {
 
         let ropeDims = try optionalInt("rope.dimension_count") ?? headDim
         let ropeBase = gguf[key("rope.freq_base")] == nil ? 10_000 : Float(try gguf.float(key("rope.freq_base")))
+        // llama.cpp reads the type as "linear" when the key is absent, and applies the factor either way.
+        // YaRN and LongRoPE change the angles per frequency band and the attention scale: not
+        // implemented here, so refused rather than run as plain RoPE.
+        let scalingType = gguf[key("rope.scaling.type")]?.stringValue ?? "linear"
+        guard scalingType == "linear" || scalingType == "none" else {
+            throw ModelError.invalidHyperparameter(key: key("rope.scaling.type"),
+                                                   value: "\(scalingType) (RoPE scaling other than linear is not supported)")
+        }
         var positionScale: Float = 1
-        if gguf[key("rope.scaling.type")]?.stringValue == "linear", let factor = gguf[key("rope.scaling.factor")]?.floatValue, factor > 0 {
+        if scalingType == "linear", let factor = gguf[key("rope.scaling.factor")]?.floatValue, factor > 0, factor != 1 {
             positionScale = Float(1 / factor)
         }
         rope = RopeParameters(dimensions: ropeDims, base: ropeBase, style: ropeStyle, positionScale: positionScale)
@@ -105,6 +124,42 @@ public enum FFNActivation: String, Sendable {
     case silu
     /// gelu_tanh(gate) · up (gemma)
     case geluTanh
+    /// gelu_tanh(up), no gate (gpt2: up → GELU → down, with biases)
+    case gelu
+}
+
+public enum Normalization: String, Sendable {
+    /// x / √(mean(x²) + eps) · w
+    case rms
+    /// (x − mean) / √(var + eps) · w + b (gpt2)
+    case layer
+}
+
+public enum PositionEncoding: String, Sendable {
+    case rope
+    /// A learned [context, dim] table added to the token embeddings (gpt2's `position_embd`).
+    case learned
+}
+
+/// The head split of multi-head latent attention (deepseek2, `attention.q_lora_rank`, `kv_lora_rank`,
+/// `key_length_mla`, `value_length_mla`, `rope.dimension_count`). Per head, q and k are [nope | rope]
+/// and v is vHead wide; keys and values come from one compressed latent of kvLoraRank values plus
+/// a rope-dims key part shared by all heads, which is all the cache keeps per token.
+public struct LatentAttentionShape: Sendable, Equatable {
+    /// 0: queries come straight from `attn_q`.
+    public var qLoraRank: Int
+    public var kvLoraRank: Int
+    public var nopeDim: Int
+    public var ropeDim: Int
+    public var valueDim: Int
+    public var queryKeyDim: Int { nopeDim + ropeDim }
+    /// A cache row: the latent and the shared rope key part.
+    public var cacheRow: Int { kvLoraRank + ropeDim }
+
+    /// Bytes one token's keys and values take per layer: the latent row, against what full
+    /// per-head keys (nope + rope) and values would take (f32).
+    public var latentBytesPerLayer: Int { cacheRow * 4 }
+    public func fullBytesPerLayer(heads: Int) -> Int { heads * (queryKeyDim + valueDim) * 4 }
 }
 
 public enum ModelError: Error, Equatable, CustomStringConvertible {
@@ -118,6 +173,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case rewoundTooFar(position: Int)
     case emptyPrompt
     case tokenOutOfRange(token: Int, vocabularySize: Int)
+    /// A learned position table (gpt2) has no row for positions at or past its length.
+    case contextBeyondPositions(context: Int, positions: Int)
 
     public var description: String {
         switch self {
@@ -141,6 +198,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "the prompt is empty: nothing to evaluate"
         case let .tokenOutOfRange(token, size):
             return "token id \(token) is outside the vocabulary (0..<\(size))"
+        case let .contextBeyondPositions(context, positions):
+            return "a context of \(context) tokens is longer than the model's \(positions) learned positions; lower --context"
         }
     }
 }

@@ -1,10 +1,11 @@
 /// The device-resident weights of one decoder layer. Shapes are `[rows (outputs), columns (inputs)]`.
 public struct LayerWeights {
     public let attentionNorm: BackendWeight   // [1, dim] f32
-    public let wq: BackendWeight              // [heads · headDim, dim]
-    public let wk: BackendWeight              // [kvHeads · headDim, dim]
-    public let wv: BackendWeight              // [kvHeads · headDim, dim]
-    public let wo: BackendWeight              // [dim, heads · headDim]
+    // nil in a latent-attention layer (deepseek2), which has `latent` instead.
+    public let wq: BackendWeight?             // [heads · headDim, dim]
+    public let wk: BackendWeight?             // [kvHeads · headDim, dim]
+    public let wv: BackendWeight?             // [kvHeads · headDim, dim]
+    public let wo: BackendWeight              // [dim, heads · headDim] (latent: [dim, heads · valueDim])
     public let ffnNorm: BackendWeight         // [1, dim] f32
     // The dense FFN; nil in a mixture-of-experts layer, which has `moe` instead.
     public let ffnGate: BackendWeight?        // [ffnDim, dim]
@@ -18,9 +19,15 @@ public struct LayerWeights {
     public var kNorm: BackendWeight? = nil            // [1, headDim]
     public var postAttentionNorm: BackendWeight? = nil // [1, dim] (gemma)
     public var postFFNNorm: BackendWeight? = nil      // [1, dim] (gemma)
-    public var moe: MoELayerWeights? = nil            // routed experts (mixtral, qwen2moe, qwen3moe, olmoe)
+    public var moe: MoELayerWeights? = nil            // routed experts (mixtral, qwen2moe, qwen3moe, olmoe, deepseek2)
+    public var attentionNormBias: BackendWeight? = nil // [1, dim] LayerNorm biases (gpt2)
+    public var ffnNormBias: BackendWeight? = nil      // [1, dim]
+    public var oBias: BackendWeight? = nil            // [1, dim] (gpt2)
+    public var ffnUpBias: BackendWeight? = nil        // [1, ffnDim] (gpt2)
+    public var ffnDownBias: BackendWeight? = nil      // [1, dim] (gpt2)
+    public var latent: LatentAttentionWeights? = nil  // multi-head latent attention (deepseek2)
 
-    init(attentionNorm: BackendWeight, wq: BackendWeight, wk: BackendWeight, wv: BackendWeight, wo: BackendWeight,
+    init(attentionNorm: BackendWeight, wq: BackendWeight?, wk: BackendWeight?, wv: BackendWeight?, wo: BackendWeight,
          ffnNorm: BackendWeight, ffnGate: BackendWeight?, ffnUp: BackendWeight?, ffnDown: BackendWeight?) {
         self.attentionNorm = attentionNorm
         self.wq = wq
@@ -36,9 +43,10 @@ public struct LayerWeights {
     /// The weights one token reads: every dense matrix, and of an MoE layer the router and shared
     /// expert (the routed experts it reads are `moe.expertBytes` for each of its k choices).
     var all: [BackendWeight] {
-        [attentionNorm, wq, wk, wv, wo, ffnNorm]
-            + [ffnGate, ffnUp, ffnDown, qBias, kBias, vBias, qNorm, kNorm, postAttentionNorm, postFFNNorm].compactMap { $0 }
-            + (moe?.alwaysRead ?? [])
+        [attentionNorm, wo, ffnNorm]
+            + [wq, wk, wv, ffnGate, ffnUp, ffnDown, qBias, kBias, vBias, qNorm, kNorm, postAttentionNorm, postFFNNorm,
+               attentionNormBias, ffnNormBias, oBias, ffnUpBias, ffnDownBias].compactMap { $0 }
+            + (moe?.alwaysRead ?? []) + (latent?.all ?? [])
     }
 }
 
@@ -48,6 +56,10 @@ public struct TransformerWeights {
     public let outputNorm: BackendWeight      // [1, dim]
     /// [vocab, dim]; the same object as tokenEmbedding when the model ties them.
     public let output: BackendWeight
+    /// [1, dim] LayerNorm bias of the output norm (gpt2).
+    public var outputNormBias: BackendWeight? = nil
+    /// [context, dim] learned positions (gpt2's `position_embd`); a row per position.
+    public var positionEmbedding: BackendWeight? = nil
     public var tiedOutput: Bool { output === tokenEmbedding }
 
     /// Bytes of weights read to decode one token: every layer matrix once, the norms, the
@@ -56,8 +68,9 @@ public struct TransformerWeights {
 
     /// As `bytesPerDecodedToken`, with `expertsPerToken` routed experts per MoE layer (nil: the model's k).
     public func bytesPerDecodedToken(expertsPerToken k: Int?) -> Int {
-        var total = output.byteCount + outputNorm.byteCount
+        var total = output.byteCount + outputNorm.byteCount + (outputNormBias?.byteCount ?? 0)
         total += tokenEmbedding.byteCount / max(tokenEmbedding.rows, 1)
+        if let positions = positionEmbedding { total += positions.byteCount / max(positions.rows, 1) }
         for l in layers {
             total += l.all.reduce(0) { $0 + $1.byteCount }
             if let moe = l.moe, moe.experts > 0 {
@@ -119,6 +132,47 @@ struct WeightLoader {
             throw ModelError.unsupportedTensorType(tensor: "token_embd.weight", type: embedding.type, backend: backend.name)
         }
         return (embedding, embedding, norm)
+    }
+
+    /// A fused matrix (`rows.reduce(0, +)` × columns, ggml ne [columns, Σ rows]) as one weight per
+    /// run of rows, in order: gpt2's `attn_qkv` as q, k and v. Rows are whole block runs, so each
+    /// slice is the same bytes the fused matmul would read, and computes the same outputs.
+    func rowSlices(_ name: String, rows: [Int], columns: Int) throws -> [BackendWeight] {
+        let total = rows.reduce(0, +)
+        let info = try gguf.requireTensor(name)
+        guard info.columns == columns, info.rows == total, info.dimensions.count <= 2 else {
+            throw ModelError.tensorShape(tensor: name, expected: [columns, total], found: info.dimensions)
+        }
+        guard Quantization.decodableWeightTypes.contains(info.type), backend.supports(.matmul(info.type)),
+              let rowBytes = info.type.rowBytes(columns) else {
+            throw ModelError.unsupportedTensorType(tensor: name, type: info.type, backend: backend.name)
+        }
+        return try slices(name, info.type, gguf.bytes(of: info), rows: rows, columns: columns, rowBytes: rowBytes)
+    }
+
+    /// A fused bias vector split into runs of `widths` values (gpt2's `attn_qkv.bias`).
+    func vectorSlices(_ name: String, widths: [Int]) throws -> [BackendWeight] {
+        let info = try gguf.requireTensor(name)
+        let total = widths.reduce(0, +)
+        guard info.elementCount == total, info.dimensions.count == 1 else {
+            throw ModelError.tensorShape(tensor: name, expected: [total], found: info.dimensions)
+        }
+        guard info.type == .f32 else {
+            throw ModelError.unsupportedTensorType(tensor: name, type: info.type, backend: backend.name)
+        }
+        return try slices(name, .f32, gguf.bytes(of: info), rows: widths, columns: 1, rowBytes: 4, asVectors: true)
+    }
+
+    private func slices(_ name: String, _ type: GGMLType, _ bytes: UnsafeRawBufferPointer, rows: [Int], columns: Int,
+                        rowBytes: Int, asVectors: Bool = false) throws -> [BackendWeight] {
+        var start = 0
+        return try rows.enumerated().map { i, count in
+            defer { start += count }
+            let part = UnsafeRawBufferPointer(rebasing: bytes[(start * rowBytes)..<((start + count) * rowBytes)])
+            return asVectors
+                ? try backend.makeWeight(name: "\(name)[\(i)]", type: type, rows: 1, columns: count, bytes: part)
+                : try backend.makeWeight(name: "\(name)[\(i)]", type: type, rows: count, columns: columns, bytes: part)
+        }
     }
 
     /// A bias vector `blk.N.<suffix>.bias`.

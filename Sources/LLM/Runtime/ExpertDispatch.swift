@@ -60,7 +60,8 @@ final class ExpertDispatch {
     func run(_ layer: MoELayerWeights, index: Int, input h: BackendBuffer, residual x: BackendBuffer, rows n: Int) throws {
         let b = backend, k = config.expertsPerToken, experts = layer.experts
         try b.matmul(layer.router, h, into: routerLogits, rows: n)
-        try b.moeGate(routerLogits, rows: n, experts: experts, gating: config.gating, ids: ids, weights: weights)
+        try b.moeGate(routerLogits, rows: n, experts: experts, gating: config.gating, selectionBias: layer.selectionBias,
+                      ids: ids, weights: weights)
         let chosen = try b.download(ids, offset: 0, count: n * k).map { Int32($0) }
         let factors = try b.download(weights, offset: 0, count: n * k)
         if let observer {

@@ -21,14 +21,17 @@ public final class KVCache {
     /// overwritten positions below written − ring, which limits how far the cache can rewind.
     private var written = 0
 
-    public init(backend: Backend, layers: Int, capacity: Int, width: Int, windows: [Int] = [], batch: Int = 0) throws {
+    /// `sharedValues`: values are read from the key rows themselves (MLA's latent cache), so
+    /// `values[l]` is `keys[l]` and only one buffer per layer is allocated.
+    public init(backend: Backend, layers: Int, capacity: Int, width: Int, windows: [Int] = [], batch: Int = 0,
+                sharedValues: Bool = false) throws {
         guard capacity > 0 else { throw ModelError.contextTooSmall(requested: capacity) }
         let windows = (0..<layers).map { $0 < windows.count ? windows[$0] : 0 }
         let rings: [Int?] = windows.map { w in
             w > 0 && w + batch < capacity ? w + batch : nil
         }
         let rows = rings.map { $0 ?? capacity }
-        let bytesPerRow = width * MemoryLayout<Float>.size * 2
+        let bytesPerRow = width * MemoryLayout<Float>.size * (sharedValues ? 1 : 2)
         let (total, overflow) = rows.reduce(0, +).multipliedReportingOverflow(by: bytesPerRow)
         if overflow || backend.memoryCapacity.map({ UInt64(total) > $0 }) == true {
             throw ModelError.contextTooLarge(context: capacity, bytes: overflow ? .max : total,
@@ -39,11 +42,13 @@ public final class KVCache {
         self.rings = rings
         self.windows = windows
         keys = try (0..<layers).map { try backend.makeBuffer(count: rows[$0] * width, label: "kv.k.\($0)") }
-        values = try (0..<layers).map { try backend.makeBuffer(count: rows[$0] * width, label: "kv.v.\($0)") }
+        values = sharedValues ? keys : try (0..<layers).map { try backend.makeBuffer(count: rows[$0] * width, label: "kv.v.\($0)") }
     }
 
     public var remaining: Int { capacity - count }
-    public var byteCount: Int { zip(keys, values).reduce(0) { $0 + ($1.0.count + $1.1.count) * MemoryLayout<Float>.size } }
+    public var byteCount: Int {
+        zip(keys, values).reduce(0) { $0 + ($1.0.count + ($1.1 === $1.0 ? 0 : $1.1.count)) * MemoryLayout<Float>.size }
+    }
 
     /// Marks `n` more positions filled (after the forward pass stored them).
     func advance(by n: Int) {

@@ -20,6 +20,8 @@ public final class InferenceSession {
     private let scratch: Scratch
     /// Mixture-of-experts layers run through the host-side dispatcher (Runtime/ExpertDispatch.swift).
     private let experts: ExpertDispatch?
+    /// Multi-head latent attention (deepseek2, Runtime/LatentAttention.swift).
+    private let latent: LatentAttention?
 
     /// Called once per MoE layer and batch with the router logits and the chosen experts
     /// (`llm-gpu experts`). Setting it makes each MoE layer download its router logits.
@@ -40,10 +42,16 @@ public final class InferenceSession {
         self.model = model
         self.backend = model.backend
         self.batchSize = rows
+        if c.positionEncoding == .learned, contextLength > c.trainedContext {
+            throw ModelError.contextBeyondPositions(context: contextLength, positions: c.trainedContext)
+        }
+        // MLA caches one latent row per token and reads the values from it (sharedValues).
         self.cache = try KVCache(backend: model.backend, layers: c.layers, capacity: contextLength,
-                                 width: c.kvHeads * c.headDim, windows: c.layerWindows, batch: rows)
+                                 width: c.kvHeads * c.headDim, windows: c.layerWindows, batch: rows,
+                                 sharedValues: c.latentAttention != nil)
         self.scratch = try Scratch(backend: model.backend, config: c, rows: rows)
         self.experts = try c.moe.map { try ExpertDispatch(backend: model.backend, config: c, moe: $0, rows: rows) }
+        self.latent = try c.latentAttention.map { try LatentAttention(backend: model.backend, config: c, shape: $0, rows: rows) }
         try checkSupport()
     }
 
@@ -113,52 +121,88 @@ public final class InferenceSession {
         let c = model.config, w = model.weights, s = scratch, b = backend
         let n = tokens.count
 
+        // Normalization: RMSNorm, or LayerNorm with its bias (gpt2).
+        func norm(_ input: BackendBuffer, _ weight: BackendWeight, bias: BackendWeight?, into output: BackendBuffer, rows: Int) throws {
+            switch c.normalization {
+            case .rms: try b.rmsNorm(input, weight: weight, into: output, rows: rows, eps: c.normEps)
+            case .layer: try b.layerNorm(input, weight: weight, bias: bias, into: output, rows: rows, eps: c.normEps)
+            }
+        }
+
         try b.embed(w.tokenEmbedding, tokens: tokens, into: s.x)
         if let factor = c.embeddingScale { try b.scale(s.x, by: factor, count: n * c.dim) }
+        if let positions = w.positionEmbedding {
+            // gpt2: x += position_embd[position of each row].
+            try b.embed(positions, tokens: placement.positions(rows: n).map { Int32($0) }, into: s.h)
+            try b.add(s.x, s.h, into: s.x, count: n * c.dim)
+        }
         for (l, layer) in w.layers.enumerated() {
-            // Attention block: x += [postNorm] Wo · attention(rope(norm_q(Wq h + bq)), rope(norm_k(Wk h + bk)), Wv h + bv),
+            // Attention block: x += [postNorm] Wo · attention(rope(norm_q(Wq h + bq)), rope(norm_k(Wk h + bk)), Wv h + bv) [+ bo],
             // h = norm(x); the bracketed pieces exist only in some families.
             let shape = c.attentionShape(layer: l), rope = c.rope(layer: l)
-            try b.rmsNorm(s.x, weight: layer.attentionNorm, into: s.h, rows: n, eps: c.normEps)
-            try b.matmul(layer.wq, s.h, into: s.q, rows: n)
-            try b.matmul(layer.wk, s.h, into: s.k, rows: n)
-            try b.matmul(layer.wv, s.h, into: s.v, rows: n)
-            if let bias = layer.qBias { try b.addBias(s.q, bias: bias, rows: n) }
-            if let bias = layer.kBias { try b.addBias(s.k, bias: bias, rows: n) }
-            if let bias = layer.vBias { try b.addBias(s.v, bias: bias, rows: n) }
-            // q/k norms: per head (gemma3, qwen3: rows viewed as [n · heads, headDim]) or over the
-            // whole projection (olmoe: a [heads · headDim] weight); the weight's width says which.
-            if let norm = layer.qNorm {
-                try b.rmsNorm(s.q, weight: norm, into: s.q, rows: n * c.heads * c.headDim / norm.columns, eps: c.normEps)
+            try norm(s.x, layer.attentionNorm, bias: layer.attentionNormBias, into: s.h, rows: n)
+            let attended: BackendBuffer
+            if let mla = layer.latent, let latent {
+                attended = try latent.run(mla, layer: l, input: s.h, placement: placement, query: s.q, cacheRow: s.k,
+                                          attention: s.attention, rows: n, attentionShape: shape, rope: rope, eps: c.normEps)
+            } else {
+                guard let wq = layer.wq, let wk = layer.wk, let wv = layer.wv else {
+                    preconditionFailure("layer \(l) has neither q/k/v projections nor latent attention")
+                }
+                try b.matmul(wq, s.h, into: s.q, rows: n)
+                try b.matmul(wk, s.h, into: s.k, rows: n)
+                try b.matmul(wv, s.h, into: s.v, rows: n)
+                if let bias = layer.qBias { try b.addBias(s.q, bias: bias, rows: n) }
+                if let bias = layer.kBias { try b.addBias(s.k, bias: bias, rows: n) }
+                if let bias = layer.vBias { try b.addBias(s.v, bias: bias, rows: n) }
+                // q/k norms: per head (gemma3, qwen3: rows viewed as [n · heads, headDim]) or over the
+                // whole projection (olmoe: a [heads · headDim] weight); the weight's width says which.
+                if let norm = layer.qNorm {
+                    try b.rmsNorm(s.q, weight: norm, into: s.q, rows: n * c.heads * c.headDim / norm.columns, eps: c.normEps)
+                }
+                if let norm = layer.kNorm {
+                    try b.rmsNorm(s.k, weight: norm, into: s.k, rows: n * c.kvHeads * c.headDim / norm.columns, eps: c.normEps)
+                }
+                if c.positionEncoding == .rope {
+                    try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: rope)
+                    try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: rope)
+                }
+                try placement.store(b, layer: l, keys: s.k, values: s.v, rows: n)
+                try placement.attend(b, layer: l, query: s.q, into: s.attention, rows: n, shape: shape)
+                attended = s.attention
             }
-            if let norm = layer.kNorm {
-                try b.rmsNorm(s.k, weight: norm, into: s.k, rows: n * c.kvHeads * c.headDim / norm.columns, eps: c.normEps)
-            }
-            try placement.rope(b, s.q, rows: n, heads: c.heads, headDim: c.headDim, parameters: rope)
-            try placement.rope(b, s.k, rows: n, heads: c.kvHeads, headDim: c.headDim, parameters: rope)
-            try placement.store(b, layer: l, keys: s.k, values: s.v, rows: n)
-            try placement.attend(b, layer: l, query: s.q, into: s.attention, rows: n, shape: shape)
-            try b.matmul(layer.wo, s.attention, into: s.h, rows: n)
+            try b.matmul(layer.wo, attended, into: s.h, rows: n)
+            if let bias = layer.oBias { try b.addBias(s.h, bias: bias, rows: n) }
             if let norm = layer.postAttentionNorm { try b.rmsNorm(s.h, weight: norm, into: s.h, rows: n, eps: c.normEps) }
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
 
             // Feed-forward block: x += [postNorm] Wdown · (act(Wgate h) · Wup h), h = norm(x)
-            try b.rmsNorm(s.x, weight: layer.ffnNorm, into: s.h, rows: n, eps: c.normEps)
+            try norm(s.x, layer.ffnNorm, bias: layer.ffnNormBias, into: s.h, rows: n)
             if let moe = layer.moe, let experts {
                 // Mixture of experts: the dispatcher adds Σ_k w_k · expert_k(h) into x itself.
                 try experts.run(moe, index: l, input: s.h, residual: s.x, rows: n)
                 continue
             }
-            guard let ffnGate = layer.ffnGate, let ffnUp = layer.ffnUp, let ffnDown = layer.ffnDown else {
+            guard let ffnUp = layer.ffnUp, let ffnDown = layer.ffnDown else {
                 preconditionFailure("layer \(l) has neither a dense FFN nor experts")
             }
-            try b.matmul(ffnGate, s.h, into: s.gate, rows: n)
             try b.matmul(ffnUp, s.h, into: s.up, rows: n)
+            if let bias = layer.ffnUpBias { try b.addBias(s.up, bias: bias, rows: n) }
             switch c.ffnActivation {
-            case .silu: try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
-            case .geluTanh: try b.geglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+            case .gelu:
+                // gpt2: ungated, Wdown · gelu(Wup h + b_up) + b_down.
+                try b.gelu(s.up, into: s.gate, count: n * c.ffnDim)
+            case .silu, .geluTanh:
+                guard let ffnGate = layer.ffnGate else { preconditionFailure("layer \(l) has a gated FFN without ffn_gate") }
+                try b.matmul(ffnGate, s.h, into: s.gate, rows: n)
+                if c.ffnActivation == .silu {
+                    try b.swiglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+                } else {
+                    try b.geglu(gate: s.gate, up: s.up, into: s.gate, count: n * c.ffnDim)
+                }
             }
             try b.matmul(ffnDown, s.gate, into: s.h, rows: n)
+            if let bias = layer.ffnDownBias { try b.addBias(s.h, bias: bias, rows: n) }
             if let norm = layer.postFFNNorm { try b.rmsNorm(s.h, weight: norm, into: s.h, rows: n, eps: c.normEps) }
             try b.add(s.x, s.h, into: s.x, count: n * c.dim)
         }
@@ -168,19 +212,19 @@ public final class InferenceSession {
         case nil:
             return
         case .all?, .tail(from: 0)?:
-            try b.rmsNorm(s.x, weight: w.outputNorm, into: s.h, rows: n, eps: c.normEps)
+            try norm(s.x, w.outputNorm, bias: w.outputNormBias, into: s.h, rows: n)
             try b.matmul(w.output, s.h, into: s.logits, rows: n)
             logitRows = n
         case .tail(let from)?:
             // Only rows from..<n are projected: the vocabulary matmul is the largest in small models.
             try b.copyRows(s.x, sourceRow: from, into: s.h, destinationRow: 0, rows: n - from, width: c.dim)
-            try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: n - from, eps: c.normEps)
+            try norm(s.h, w.outputNorm, bias: w.outputNormBias, into: s.h, rows: n - from)
             try b.matmul(w.output, s.h, into: s.logits, rows: n - from)
             logitRows = n - from
         case .last?:
             // Only the last row is projected to the vocabulary: the largest matmul shrinks n-fold.
             try b.copyRows(s.x, sourceRow: n - 1, into: s.h, destinationRow: 0, rows: 1, width: c.dim)
-            try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: 1, eps: c.normEps)
+            try norm(s.h, w.outputNorm, bias: w.outputNormBias, into: s.h, rows: 1)
             try b.matmul(w.output, s.h, into: s.logits, rows: 1)
             logitRows = 1
         }
@@ -192,10 +236,18 @@ public final class InferenceSession {
 
     private func checkSupport() throws {
         let c = model.config, layer = model.weights.layers.first
-        var needed: [BackendOp] = [.rmsNorm, .attention, .copyRows, .add, .argmax, .rope(c.rope.style)]
-        needed.append(c.ffnActivation == .silu ? .swiglu : .geglu)
+        var needed: [BackendOp] = [.attention, .copyRows, .add, .argmax]
+        needed.append(c.normalization == .rms ? .rmsNorm : .layerNorm)
+        if c.positionEncoding == .rope || c.latentAttention != nil { needed.append(.rope(c.rope.style)) }
+        if c.latentAttention != nil { needed += [.rmsNorm] + LatentAttention.requiredOps }
+        switch c.ffnActivation {
+        case .silu: needed.append(.swiglu)
+        case .geluTanh: needed.append(.geglu)
+        case .gelu: needed.append(.gelu)
+        }
+        if c.moe != nil { needed.append(.swiglu) }
         if c.embeddingScale != nil { needed.append(.scale) }
-        if layer?.qBias != nil { needed.append(.addBias) }
+        if layer?.qBias != nil || layer?.oBias != nil || layer?.ffnUpBias != nil { needed.append(.addBias) }
         if c.layerWindows.contains(where: { $0 > 0 }) { needed.append(.slidingWindowAttention) }
         if c.attentionSoftcap != nil { needed.append(.attentionSoftcap) }
         if c.finalLogitSoftcap != nil { needed.append(.softcap) }
@@ -212,6 +264,14 @@ enum KVPlacement {
     case contiguous(cache: KVCache, start: Int)
     /// Rows in a paged pool: row r at `positions[r]`, its keys/values stored at that position of its table.
     case paged(pool: BlockPool, layout: PagedLayout, positions: [Int])
+
+    /// The position of each of `rows` rows.
+    func positions(rows: Int) -> [Int] {
+        switch self {
+        case let .contiguous(_, start): return Array(start..<(start + rows))
+        case let .paged(_, _, positions): return Array(positions.prefix(rows))
+        }
+    }
 
     func rope(_ b: Backend, _ buffer: BackendBuffer, rows: Int, heads: Int, headDim: Int, parameters: RopeParameters) throws {
         switch self {
@@ -231,7 +291,9 @@ enum KVPlacement {
             while r < rows {
                 let row = (start + r) % ring, run = min(rows - r, ring - row)
                 try b.copyRows(keys, sourceRow: r, into: cache.keys[layer], destinationRow: row, rows: run, width: cache.width)
-                try b.copyRows(values, sourceRow: r, into: cache.values[layer], destinationRow: row, rows: run, width: cache.width)
+                if cache.values[layer] !== cache.keys[layer] {
+                    try b.copyRows(values, sourceRow: r, into: cache.values[layer], destinationRow: row, rows: run, width: cache.width)
+                }
                 r += run
             }
         case let .paged(pool, layout, positions):

@@ -22,6 +22,13 @@ struct PreTokenizer: Sendable {
         case punctuationRuns
         /// `[0-9][0-9][0-9]` (ASCII digits only).
         case asciiDigitTriples
+        /// `\p{N}{1,3}`.
+        case numberTriples
+        /// `[一-龥぀-ゟ゠-ヿ]+` (U+4E00–U+9FA5, U+3040–U+30FF), through std::wregex on the scalars.
+        case cjkRuns
+        /// DeepSeek-V3's third regex, through std::regex over the collapsed text:
+        /// `[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`.
+        case deepseek3
     }
 
     let passes: [Pass]
@@ -52,6 +59,10 @@ enum ScalarClass {
     static let number: UInt8 = 2
     static let whitespace: UInt8 = 4
     static let punctuation: UInt8 = 8
+    /// \p{S}. For ASCII, the scalars llama.cpp's regex class lists: `$+<=>^`|~`.
+    static let symbol: UInt8 = 0x10
+    /// \p{M}.
+    static let mark: UInt8 = 0x20
     static let valid: UInt8 = 0x80
 
     /// \p{L}, \p{N} and \p{P} are the major general categories; \s is the White_Space
@@ -81,6 +92,7 @@ enum ScalarClass {
         if (0x30...0x39).contains(ch) { c |= number }
         if (0x09...0x0D).contains(ch) || ch == 0x20 { c |= whitespace }
         if Array("!\"#%&'()*,-./:;?@[\\]_{}".utf8).contains(ch) { c |= punctuation }
+        if Array("$+<=>^`|~".utf8).contains(ch) { c |= symbol }
         return c
     }
 }
@@ -106,7 +118,46 @@ private struct Scanner {
             regexRuns(into: &out) { p in run(from: p) { has($0, ScalarClass.punctuation) || Scanner.extraPunct.contains(cpt($0)) } }
         case .asciiDigitTriples:
             regexRuns(into: &out) { p in (0..<3).allSatisfy { (0x30...0x39).contains(cpt(p + $0)) } ? 3 : 0 }
+        case .numberTriples: regexRuns(into: &out) { p in min(3, run(from: p) { has($0, ScalarClass.number) }) }
+        case .cjkRuns:
+            regexRuns(into: &out) { p in
+                run(from: p) { (0x4E00...0x9FA5).contains(cpt($0)) || (0x3040...0x30FF).contains(cpt($0)) }
+            }
+        case .deepseek3: regexRuns(into: &out, deepseek3)
         }
+    }
+
+    /// The length of the leftmost alternative of `.deepseek3` matching at p (ECMAScript order, with
+    /// backtracking worked out per alternative), 0 for none.
+    private func deepseek3(_ p: Int) -> Int {
+        let L = ScalarClass.letter, P = ScalarClass.punctuation, S = ScalarClass.symbol, M = ScalarClass.mark
+        let W = ScalarClass.whitespace
+        func asciiLetter(_ q: Int) -> Bool { q < end && ((0x41...0x5A).contains(cpt(q)) || (0x61...0x7A).contains(cpt(q))) }
+        func newline(_ q: Int) -> Bool { q < end && (cpt(q) == 0x0A || cpt(q) == 0x0D) }
+        let c = cpt(p)
+        // [ASCII punctuation and symbols][A-Za-z]+
+        if ((0x21...0x2F).contains(c) || (0x3A...0x40).contains(c) || (0x5B...0x60).contains(c) || (0x7B...0x7E).contains(c)),
+           asciiLetter(p + 1) {
+            return 1 + run(from: p + 1, asciiLetter)
+        }
+        // [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+
+        let letterOrMark = { (q: Int) in self.has(q, L | M) }
+        if !newline(p) && !has(p, L | P | S) && letterOrMark(p + 1) { return 1 + run(from: p + 1, letterOrMark) }
+        if letterOrMark(p) { return run(from: p, letterOrMark) }
+        // ' ?[\p{P}\p{S}]+[\r\n]*'
+        let symbolic = { (q: Int) in self.has(q, P | S) }
+        let afterSpace = c == 0x20 && symbolic(p + 1) ? p + 1 : p
+        if symbolic(afterSpace) {
+            let q = afterSpace + run(from: afterSpace, symbolic)
+            return q + run(from: q, newline) - p
+        }
+        let spaces = run(from: p) { has($0, W) }
+        guard spaces > 0 else { return 0 }
+        // \s*[\r\n]+: up to the last newline of the whitespace run.
+        if let last = (p..<(p + spaces)).last(where: newline) { return last + 1 - p }
+        // \s+(?!\S), then \s+
+        if p + spaces == end { return spaces }
+        return spaces > 1 ? spaces - 1 : 1
     }
 
     private static let extraPunct: Set<UInt32> = Set("$+<=>^~|".unicodeScalars.map(\.value))

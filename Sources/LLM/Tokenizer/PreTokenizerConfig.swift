@@ -20,8 +20,12 @@ struct PreTokenizerConfig: Sendable {
     /// LLAMA_VOCAB_PRE_TYPE_DEFAULT: not just the gpt2 regex.
     private static let fallback: [PreTokenizer.Pass] = [.punctuationRuns, .gpt2, .numberRuns, .asciiDigitTriples]
 
+    private static let deepseek3: [PreTokenizer.Pass] = [.numberTriples, .cjkRuns, .deepseek3]
+
     static func named(_ name: String) -> PreTokenizerConfig? {
         switch name {
+        case "deepseek-v3":
+            return .init(passes: deepseek3, cleanSpaces: false)
         case "", "default":
             return .init(passes: fallback)
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano":
@@ -48,5 +52,5 @@ struct PreTokenizerConfig: Sendable {
         }
     }
 
-    static let supportedNames = ["default", "gpt-2", "llama3", "llama-bpe", "qwen2", "smollm", "and their llama.cpp aliases"]
+    static let supportedNames = ["default", "gpt-2", "llama3", "llama-bpe", "qwen2", "smollm", "deepseek-v3", "and their llama.cpp aliases"]
 }

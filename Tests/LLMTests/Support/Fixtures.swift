@@ -8,6 +8,7 @@ enum Fixtures {
         .appendingPathComponent("Fixtures")
 
     static func tiny(_ name: String) -> String { root.appendingPathComponent("tiny/\(name)").path }
+    static func families(_ name: String) -> String { root.appendingPathComponent("families/\(name)").path }
     static func real(_ name: String) -> String { root.appendingPathComponent("real/\(name)").path }
 
     /// SmolLM2 from the user's cache; tests that need it skip, naming the fetch step, when absent.
