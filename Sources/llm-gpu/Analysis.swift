@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import BackendCPU
 import LLM
 
 struct Tokenize: ParsableCommand {
@@ -123,16 +124,36 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let file = try GGUFFile(path: model)
+        // The model as this engine would run it (on the CPU: memory-mapped, nothing copied), or why not.
+        let loaded = Result { try Model.load(gguf: file, backend: CPUBackend(threads: 1)) }
+        let summary: InspectOutput.Summary
+        switch loaded {
+        case .success(let m):
+            let kv = m.kvBytesPerToken
+            summary = .init(architecture: m.config.architecture, features: m.features, kvBytesPerToken: kv.cached,
+                            fullKVBytesPerToken: kv.full, error: nil)
+        case .failure(let error):
+            summary = .init(architecture: file["general.architecture"]?.stringValue ?? "?", features: [], kvBytesPerToken: nil,
+                            fullKVBytesPerToken: nil, error: "\(error)")
+        }
         if json {
             var metadata: [String: String] = [:]
             for key in file.metadataKeys { metadata[key] = file.metadata[key]!.description }
             try printJSON(InspectOutput(
-                version: file.version, alignment: file.alignment, metadata: metadata,
+                version: file.version, alignment: file.alignment, model: summary, metadata: metadata,
                 tensors: file.tensors.map { .init(name: $0.name, type: $0.type.description, dimensions: $0.dimensions,
                                                   offset: $0.fileOffset, bytes: $0.byteCount) }))
             return
         }
         print("GGUF v\(file.version), \(file.metadata.count) metadata keys, \(file.tensors.count) tensors, alignment \(file.alignment)")
+        if let error = summary.error {
+            print("model: \(summary.architecture), cannot run here: \(error)")
+        } else {
+            print("model: \(summary.architecture): \(summary.features.joined(separator: "; "))")
+            if let cached = summary.kvBytesPerToken, let full = summary.fullKVBytesPerToken {
+                print("  KV cache: \(cached) bytes per token\(cached != full ? " (full K/V would be \(full))" : "")")
+            }
+        }
         for key in file.metadataKeys {
             print("  \(key) = \(file.metadata[key]!)")
         }
@@ -148,8 +169,20 @@ struct InspectOutput: Encodable {
     struct Tensor: Encodable {
         var name: String; var type: String; var dimensions: [Int]; var offset: Int; var bytes: Int
     }
+    struct Summary: Encodable {
+        var architecture: String
+        var features: [String]
+        var kvBytesPerToken: Int?
+        var fullKVBytesPerToken: Int?
+        var error: String?
+        enum CodingKeys: String, CodingKey {
+            case architecture, features, error
+            case kvBytesPerToken = "kv_bytes_per_token", fullKVBytesPerToken = "full_kv_bytes_per_token"
+        }
+    }
     var version: UInt32
     var alignment: Int
+    var model: Summary
     var metadata: [String: String]
     var tensors: [Tensor]
 }
