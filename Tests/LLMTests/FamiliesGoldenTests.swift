@@ -75,6 +75,21 @@ final class FamiliesGoldenTests: XCTestCase {
     }
 
     /// `closeRows`: every row but `allBut` must be within `tolerance` of llama.cpp's.
+    /// Contractions, digit runs, CJK, marks, symbols, whitespace runs and newlines, each tokenized
+    /// by llama.cpp's server (`tokenizer-cases.json`, no special tokens added), for both pre-tokenizers.
+    func testTokenizerCasesMatchLlamaCpp() throws {
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.families("tokenizer-cases.json"))))
+        let models = try XCTUnwrap((object as? [String: Any])?["cases"] as? [String: [[String: Any]]])
+        XCTAssertEqual(models.count, 2)
+        for (name, cases) in models {
+            let model = try Model.load(path: Fixtures.families(name + ".gguf"), backend: CPUBackend(threads: 1))
+            for c in cases {
+                let text = try XCTUnwrap(c["text"] as? String), ids = try XCTUnwrap(c["ids"] as? [Int])
+                XCTAssertEqual(model.tokenizer.encode(text, addSpecial: false).map(Int.init), ids, "\(name): \(text.debugDescription)")
+            }
+        }
+    }
+
     private func check(_ name: String, rounding: Bool, maxDiff: Float, meanDiff: Float, allGreedy: Bool = false,
                        closeRows: (tolerance: Float, allBut: Int)? = nil) throws {
         let reference = try TokensReference(path: Fixtures.families(name + ".tokens.txt"))

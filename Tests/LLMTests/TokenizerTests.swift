@@ -210,6 +210,18 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(words([.llama3(maxDigits: 3)], "a  \n b"), ["a", "  \n", " b"])
     }
 
+    /// DeepSeek-V3's three regexes (llama-vocab.cpp, LLAMA_VOCAB_PRE_TYPE_DEEPSEEK3_LLM); the expected
+    /// words are what Python's `regex` module gives for the same expressions, piece by piece.
+    func testDeepSeekV3Split() {
+        let passes = PreTokenizerConfig.named("deepseek-v3")!.passes
+        XCTAssertEqual(words(passes, ".Hello world, 12345 cats!!\n\nok"),
+                       [".Hello", " world", ",", " ", "123", "45", " cats", "!!\n\n", "ok"])
+        XCTAssertEqual(words(passes, "3cats ~abc $5 +x a^b"), ["3", "cats", " ~", "abc", " $", "5", " +", "x", " a", "^b"])
+        XCTAssertEqual(words(passes, "a数字カタb  x \n y"), ["a", "数字カタ", "b", " ", " x", " \n", " y"])
+        XCTAssertEqual(words(passes, "It's  done.\n"), ["It", "'s", " ", " done", ".\n"])
+        XCTAssertEqual(words(passes, "e\u{301}t\u{e9} Ωmega"), ["e\u{301}t\u{e9}", " Ωmega"])
+    }
+
     func testDefaultSplit() {
         // llama.cpp's fallback list: punctuation runs, the gpt2 regex, number runs, ASCII digit triples.
         XCTAssertEqual(words(PreTokenizerConfig.named("default")!.passes, "a+=b 12345"),

@@ -65,7 +65,7 @@ enum ScalarClass {
     static let mark: UInt8 = 0x20
     static let valid: UInt8 = 0x80
 
-    /// \p{L}, \p{N} and \p{P} are the major general categories; \s is the White_Space
+    /// \p{L}, \p{N}, \p{P}, \p{S} and \p{M} are the major general categories; \s is the White_Space
     /// property (which llama.cpp's table was generated from: it excludes U+001C...U+001F).
     static func of(_ s: Unicode.Scalar) -> UInt8 {
         if s.value < 0x80 { return ascii[Int(s.value)] }
@@ -78,6 +78,10 @@ enum ScalarClass {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
              .initialPunctuation, .finalPunctuation, .otherPunctuation:
             c |= punctuation
+        case .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
+            c |= symbol
+        case .nonspacingMark, .spacingMark, .enclosingMark:
+            c |= mark
         default:
             break
         }
