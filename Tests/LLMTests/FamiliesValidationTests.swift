@@ -67,4 +67,30 @@ final class FamiliesValidationTests: XCTestCase {
         XCTAssertEqual(biased.count, 25)
         XCTAssertEqual(zip(biased, unbiased).filter { $0 != $1 }.count, 12)
     }
+
+    /// Beam search runs the paged cache (block tables, per-row positions): MLA's latent rows and
+    /// gpt2's learned positions through it must score each hypothesis as one contiguous pass does.
+    func testBeamSearchScoresMatchContiguousPasses() throws {
+        for name in ["tiny-deepseek2-f32", "tiny-gpt2-f32"] {
+            let model = try Model.load(path: Fixtures.families(name + ".gguf"), backend: CPUBackend(threads: 2))
+            let prompt = Array(try TokensReference(path: Fixtures.families(name + ".tokens.txt")).promptIDs.prefix(12))
+            let result = try BeamSearch(model: model).run(
+                prompt: prompt, maxTokens: 6, parameters: BeamSearchParameters(beams: 3, lengthPenalty: 0, returnCount: 3),
+                contextLength: 64)
+            XCTAssertEqual(result.hypotheses.count, 3, name)
+            let vocab = model.config.vocabularySize
+            for h in result.hypotheses {
+                let session = try InferenceSession(model: model, contextLength: 64)
+                let sequence = prompt + h.tokens
+                let logits = try model.backend.download(session.evaluate(sequence, logits: .all), offset: 0, count: sequence.count * vocab)
+                var total = 0.0
+                for (i, t) in h.tokens.enumerated() {
+                    let row = logits[((prompt.count - 1 + i) * vocab)..<((prompt.count + i) * vocab)].map(Double.init)
+                    let m = row.max()!, z = m + log(row.reduce(0) { $0 + exp($1 - m) })
+                    total += row[Int(t)] - z
+                }
+                XCTAssertEqual(h.logprob, total, accuracy: 1e-4, "\(name): \(h.tokens)")
+            }
+        }
+    }
 }
