@@ -245,6 +245,37 @@ final class ServingTests: XCTestCase {
         }
     }
 
+    /// Sliding-window layers in the paged pool: every position stays in its blocks and the attention
+    /// reads only the window, against Generator with a ring cache (window 8, chunks of 4) alone.
+    func testSlidingWindowModelEqualsARingCacheRunAlone() async throws {
+        let model = try windowedTinyModel(window: 8)
+        let options = GenerationOptions(maxTokens: 20, stopAtEndOfGeneration: false)
+        let expected = try prompts.map { prompt -> Completion in
+            let session = try InferenceSession(model: model, contextLength: 128, batchSize: 4)
+            XCTAssertNotNil(session.cache.rings.first ?? nil)
+            return try Generator(session: session).generate(prompt: prompt, options: options).best
+        }
+        let engine = try BatchScheduler(model: model, options: BatchSchedulerOptions(parallel: 8, kvPositions: 8 * 80, stepTokens: 16))
+        addTeardownBlock { await engine.shutdown() }
+        let results = try await submitAll(engine, prompts.map { request($0, options) })
+        for (i, (r, c)) in zip(results, expected).enumerated() { assertSame(r, c, "request \(i)") }
+    }
+
+    /// Gemma 3: local layers with their own RoPE and window beside global ones, through the engine.
+    func testGemma3ConcurrentRequestsEqualEachRunAlone() async throws {
+        let model = try RealModelGolden.gemma3.load(backend: CPUBackend(threads: 2))
+        let texts = ["The capital of France is", "My favourite food is", "import numpy as np", "Once upon a time"]
+        let options = GenerationOptions(maxTokens: 12)
+        let expected = try texts.map { text -> Completion in
+            let session = try InferenceSession(model: model, contextLength: 64)
+            return try Generator(session: session).generate(prompt: model.tokenizer.encode(text), options: options).best
+        }
+        let engine = try BatchScheduler(model: model, options: BatchSchedulerOptions(parallel: 4, kvPositions: 4 * 64, stepTokens: 16))
+        let handles = try texts.map { try engine.submit(request(model.tokenizer.encode($0), options)) }
+        for (i, h) in handles.enumerated() { assertSame(await h.result(), expected[i], texts[i]) }
+        await engine.shutdown()
+    }
+
     /// The default model at f32 activations: eight concurrent requests each equal to it alone.
     func testSmolLM2EightConcurrentGreedyRequestsEqualEachRunAlone() async throws {
         let model = try RealModelGolden.smolLM2.load(backend: CPUBackend(threads: 2))
