@@ -244,6 +244,7 @@ public final class BatchScheduler: ServingEngine, @unchecked Sendable {
             chunks.append((s, n))
             budget -= n
         }
+        let preemptionsBefore = counters.preemptions
         var scheduled = (decoders.map { ($0, 1) } + chunks).sorted { $0.0.id < $1.0.id }
         // Blocks, oldest first; when the pool is out, the newest running sequence gives its blocks back.
         var i = 0
@@ -260,9 +261,12 @@ public final class BatchScheduler: ServingEngine, @unchecked Sendable {
             scheduled.removeAll { $0.0 === victim }
         }
         budget = options.stepTokens - plan.reduce(0) { $0 + $1.count }
+        // After a pre-emption the pool is full: admitting now would only take the freed blocks
+        // back from the sequences that needed them.
+        let admitting = counters.preemptions == preemptionsBefore
 
         // Admissions, in arrival order, while there is room; they never pre-empt.
-        while budget > 0, running.count < options.parallel, let s = waiting.first {
+        while admitting, budget > 0, running.count < options.parallel, let s = waiting.first {
             if s.request.maxTokens <= 0 {
                 waiting.removeFirst()
                 finish(s, .length)
