@@ -40,7 +40,9 @@ struct BatchBench: ParsableCommand {
     }
 
     func run() throws {
-        let model = try Model.load(path: modelOption.resolve(), backend: engine.makeBackend())
+        let backend = try engine.makeBackend()
+        let model = try Model.load(path: modelOption.resolve(), backend: engine.profile ? ProfilingBackend(backend) : backend)
+        defer { try? printProfile(model.backend, title: "batch-bench") }
         let counts = clientCounts!
         var random = SeededGenerator(seed: 42)
         let vocab = model.config.vocabularySize
