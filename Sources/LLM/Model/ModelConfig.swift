@@ -118,6 +118,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case rewoundTooFar(position: Int)
     case emptyPrompt
     case tokenOutOfRange(token: Int, vocabularySize: Int)
+    case invalidLogitRows(rows: [Int], tokens: Int, batchSize: Int)
 
     public var description: String {
         switch self {
@@ -141,6 +142,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "the prompt is empty: nothing to evaluate"
         case let .tokenOutOfRange(token, size):
             return "token id \(token) is outside the vocabulary (0..<\(size))"
+        case let .invalidLogitRows(rows, tokens, batchSize):
+            return "logits for rows \(rows) of \(tokens) tokens: each row must be in 0..<\(tokens), and at most \(batchSize) tokens"
         }
     }
 }
