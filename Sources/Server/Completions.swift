@@ -2,18 +2,18 @@ import Foundation
 import Hummingbird
 import LLM
 import Logging
+import NIOCore
 
 extension OpenAIServer {
     /// `POST /v1/chat/completions` and `POST /v1/completions`: check the body, tokenize, submit,
-    /// then answer with one JSON object or a stream of server-sent events. A client that goes
-    /// away (its connection's inbound side closes) has its request cancelled in the engine.
+    /// then answer with one JSON object or a stream of server-sent events.
     func complete(_ request: Request, context: BasicRequestContext, endpoint: Endpoint) async throws -> Response {
         let arrival = ContinuousClock.now
         let ready = try slot.engineForRequest()
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: configuration.maxBodyBytes)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             throw APIError.bodyTooLarge(limit: configuration.maxBodyBytes)
         }
         guard let json = JSON.parse(body.readableBytesView) else { throw APIError.malformedJSON }
@@ -41,26 +41,24 @@ extension OpenAIServer {
                                     model: configuration.modelName, includeUsage: parsed.includeUsage)
         let trace = RequestTrace(id: shapes.id, arrival: arrival, metrics: metrics, logger: logger)
         let wantLogprobs = parsed.topLogprobs != nil
-        // consumeWithInboundCloseHandler watches the connection's inbound side while we answer;
-        // the connection is closed after the response, so it says so.
-        var headers = HTTPFields()
-        headers[.connection] = "close"
+        // A streamed request whose client went away is cancelled at the first write that fails
+        // (the next token). Hummingbird's inbound-close watch cannot follow a body already read
+        // (NIO traps on it), and the body must be read to answer 400s before the stream starts, so a
+        // request that is not streamed runs to its end even if its client has gone.
         if parsed.stream {
+            var headers = HTTPFields()
             headers[.contentType] = "text/event-stream"
             headers[.cacheControl] = "no-cache"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
-                try await request.body.consumeWithInboundCloseHandler({ _ in
-                    try await Self.stream(handle, shapes: shapes, logprobs: wantLogprobs, trace: trace, to: &writer)
-                }, onInboundClosed: { handle.cancel() })
+                try await Self.stream(handle, shapes: shapes, logprobs: wantLogprobs, trace: trace, to: &writer)
             })
         }
-        let outcome = try await request.body.consumeWithInboundCloseHandler({ _ in
+        let outcome = await withTaskCancellationHandler {
             await Self.collect(handle, logprobs: wantLogprobs, trace: trace)
-        }, onInboundClosed: { handle.cancel() })
+        } onCancel: { handle.cancel() }
         switch outcome {
         case let .finished(text, reason, tokens, usage):
-            return .json(shapes.completion(text: text, finishReason: reason, tokens: tokens, withLogprobs: wantLogprobs, usage: usage),
-                         extraHeaders: headers)
+            return .json(shapes.completion(text: text, finishReason: reason, tokens: tokens, withLogprobs: wantLogprobs, usage: usage))
         case .failed(let message):
             throw APIError(status: .internalServerError, message: message, type: "server_error")
         }

@@ -31,6 +31,11 @@ struct ResponseShapes {
         }
     }
 
+    /// A Float as JSON with its own shortest digits (-0.2344872, not the widened -0.23448717594146729).
+    static func number(_ value: Float) -> JSON {
+        .number(Double("\(value)") ?? Double(value))
+    }
+
     static func usage(_ u: ServingUsage) -> JSON {
         .object([
             ("prompt_tokens", .int(u.promptTokens)),
@@ -97,7 +102,7 @@ struct ResponseShapes {
         switch endpoint {
         case .chat:
             func entry(_ t: TokenLogprob) -> [(String, JSON)] {
-                [("token", .string(t.text)), ("logprob", .number(Double(t.logprob))), ("bytes", .array(t.bytes.map { .int(Int($0)) }))]
+                [("token", .string(t.text)), ("logprob", Self.number(t.logprob)), ("bytes", .array(t.bytes.map { .int(Int($0)) }))]
             }
             return .object([("content", .array(scored.map { token, lp in
                 .object(entry(lp) + [("top_logprobs", .array(token.top.map { .object(entry($0)) }))])
@@ -111,10 +116,10 @@ struct ResponseShapes {
             }
             return .object([
                 ("tokens", .array(chosen.map { .string($0.text) })),
-                ("token_logprobs", .array(chosen.map { .number(Double($0.logprob)) })),
+                ("token_logprobs", .array(chosen.map { Self.number($0.logprob) })),
                 ("top_logprobs", .array(scored.map { token, _ in
                     var seen = Set<String>()
-                    return .object(token.top.compactMap { seen.insert($0.text).inserted ? ($0.text, .number(Double($0.logprob))) : nil })
+                    return .object(token.top.compactMap { seen.insert($0.text).inserted ? ($0.text, Self.number($0.logprob)) : nil })
                 })),
                 ("text_offset", .array(offsets)),
             ])
