@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(
             name: "ServerTests",
             dependencies: [
-                "LLM", "BackendCPU", "Server",
+                "LLM", "BackendCPU", "Server", "llm-gpu",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
