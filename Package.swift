@@ -16,6 +16,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // `llm-gpu serve`: HTTP, logs, Prometheus metrics, signal handling; the HTTP client for its tests.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C module shim: CL/cl.h and vulkan/vulkan.h, plus small wrappers for what Swift cannot import.
@@ -43,11 +51,28 @@ let package = Package(
         // Compiles Kernels/vulkan with glslc and embeds the SPIR-V into BackendVulkan at build time.
         .executableTarget(name: "CompileShaders", path: "Sources/CompileShaders"),
         .plugin(name: "CompileShadersPlugin", capability: .buildTool(), dependencies: ["CompileShaders"], path: "Sources/CompileShadersPlugin"),
+        // The OpenAI-compatible HTTP server over a `ServingEngine` (Sources/LLM/Serving): a library,
+        // so tests start it in-process on an ephemeral loopback port.
+        .target(
+            name: "Server",
+            dependencies: [
+                "LLM",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/Server"
+        ),
         .executableTarget(
             name: "llm-gpu",
             dependencies: [
-                "LLM", "BackendCPU", "BackendOpenCL", "BackendVulkan", "CGPU",
+                "LLM", "BackendCPU", "BackendOpenCL", "BackendVulkan", "CGPU", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/llm-gpu"
         ),
@@ -56,6 +81,19 @@ let package = Package(
             dependencies: ["LLM", "BackendCPU", "CPUKernels", "CGPU", "llm-gpu"],
             path: "Tests/LLMTests",
             swiftSettings: optimised
+        ),
+        // `llm-gpu serve` over HTTP: a scripted fake engine for the protocol cases, the real one for
+        // results; and the official `openai` Python client against the running server.
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "LLM", "BackendCPU", "Server", "llm-gpu",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/ServerTests"
         ),
         // Every op case on every backend against the CPU oracle.
         .testTarget(

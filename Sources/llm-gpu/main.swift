@@ -6,7 +6,7 @@ struct LLMGPU: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "llm-gpu",
         abstract: "Run GGUF language models on OpenCL, Vulkan or the CPU.",
-        subcommands: [Run.self, Tokenize.self, Logits.self, PerplexityCommand.self, Inspect.self, Devices.self, Bench.self, Experts.self]
+        subcommands: [Run.self, Tokenize.self, Logits.self, PerplexityCommand.self, Inspect.self, Devices.self, Bench.self, Experts.self, Chat.self, BatchBench.self, Serve.self]
     )
 }
 

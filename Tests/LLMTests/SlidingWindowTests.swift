@@ -6,18 +6,6 @@ import BackendCPU
 /// Sliding-window layers keep a ring of window + batch rows instead of the whole context; the
 /// results must equal a cache that keeps every position.
 final class SlidingWindowTests: XCTestCase {
-    /// tiny-llama-f32 with `llama.attention.sliding_window` = `window` added (Mistral-style: every layer).
-    private func windowedTinyModel(window: Int) throws -> Model {
-        let source = try GGUFFile(path: Fixtures.tiny("tiny-llama-f32.gguf"))
-        var builder = GGUFBuilder()
-        builder.metadata = source.metadataKeys.map { ($0, source.metadata[$0]!) } + [("llama.attention.sliding_window", .uint32(UInt32(window)))]
-        builder.tensors = source.tensors.map { ($0.name, $0.dimensions, $0.type, Array(source.bytes(of: $0))) }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("windowed-\(UUID().uuidString).gguf")
-        try Data(builder.bytes()).write(to: url)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return try Model.load(path: url.path, backend: CPUBackend(threads: 2))
-    }
-
     func testRingEqualsFullCache() throws {
         let model = try windowedTinyModel(window: 8)
         let vocab = model.config.vocabularySize

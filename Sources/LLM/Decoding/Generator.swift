@@ -82,6 +82,14 @@ public struct Generator {
     /// Generates after `prompt` (already tokenized; the session's cache is reset first).
     /// `onText` receives text as soon as it is whole UTF-8.
     public func generate(prompt: [Int32], options: GenerationOptions, onText: (String) -> Void = { _ in }) throws -> Generation {
+        try generate(prompt: prompt, reusing: 0, options: options, interrupt: { false }, onText: onText)
+    }
+
+    /// As `generate`, keeping the cache's first `reusing` positions, which the caller knows hold
+    /// `prompt[..<reusing]` (a conversation's earlier turns), so only the rest is evaluated.
+    /// `interrupt` is asked before each token; true ends the generation there (finish `.length`).
+    func generate(prompt: [Int32], reusing: Int, options: GenerationOptions, interrupt: () -> Bool,
+                  onText: (String) -> Void) throws -> Generation {
         if case .beamSearch(let parameters) = options.strategy {
             // The best hypothesis is known only at the end, so nothing streams; the caller prints completions.
             let result = try BeamSearch(model: session.model).run(
@@ -94,7 +102,8 @@ public struct Generator {
                               peakKVBytes: result.peakKVBytes, contiguousKVBytes: result.contiguousKVBytes)
         }
         let tokenizer = session.model.tokenizer
-        session.reset()
+        precondition(reusing >= 0 && reusing < max(prompt.count, 1) && reusing <= session.position, "reusing \(reusing) of \(prompt.count)")
+        session.cache.truncate(to: reusing)
         guard !prompt.isEmpty else { throw ModelError.emptyPrompt }
         guard prompt.count <= session.cache.capacity else {
             throw ModelError.promptTooLong(tokens: prompt.count, context: session.cache.capacity)
@@ -108,12 +117,12 @@ public struct Generator {
 
         let clock = ContinuousClock()
         var started = clock.now
-        var next = try chooser.next(after: prompt, history: prompt)
-        timings.promptTokens = prompt.count
+        var next = try chooser.next(after: Array(prompt[reusing...]), history: prompt)
+        timings.promptTokens = prompt.count - reusing
         timings.promptSeconds = seconds(clock.now - started)
 
         started = clock.now
-        while tokens.count < options.maxTokens {
+        while tokens.count < options.maxTokens && !interrupt() {
             if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) {
                 finish = .eos
                 break

@@ -175,6 +175,7 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     case tokenOutOfRange(token: Int, vocabularySize: Int)
     /// A learned position table (gpt2) has no row for positions at or past its length.
     case contextBeyondPositions(context: Int, positions: Int)
+    case invalidLogitRows(rows: [Int], tokens: Int, batchSize: Int)
 
     public var description: String {
         switch self {
@@ -200,6 +201,8 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "token id \(token) is outside the vocabulary (0..<\(size))"
         case let .contextBeyondPositions(context, positions):
             return "a context of \(context) tokens is longer than the model's \(positions) learned positions; lower --context"
+        case let .invalidLogitRows(rows, tokens, batchSize):
+            return "logits for rows \(rows) of \(tokens) tokens: each row must be in 0..<\(tokens), and at most \(batchSize) tokens"
         }
     }
 }

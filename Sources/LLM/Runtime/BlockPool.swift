@@ -31,6 +31,8 @@ public final class BlockPool {
     }
 
     public var blocksInUse: Int { blockCount - freeBlocks.count }
+    /// How many tables (and caches) hold `block`; 0 when it is free.
+    func referenceCount(_ block: Int32) -> Int { references[Int(block)] }
     /// Bytes of K and V held by `blocks` blocks over all layers.
     public func bytes(blocks: Int) -> Int { 2 * keys.count * blocks * blockSize * width * MemoryLayout<Float>.size }
 

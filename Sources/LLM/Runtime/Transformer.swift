@@ -6,6 +6,9 @@ public enum LogitsRequest: Sendable {
     case all
     /// Rows for input tokens `from` ..< count only (`perplexity` scores the second half of a window).
     case tail(from: Int)
+    /// Rows for the given input rows, in that order (continuous batching: each sequence's last row).
+    /// One forward chunk only: `evaluate` refuses it for more than `batchSize` tokens.
+    case rows([Int])
 }
 
 /// Runs the model's forward pass on its backend, appending to a KV cache. This is the one
@@ -73,7 +76,15 @@ public final class InferenceSession {
         }
         guard cache.canAttend() else { throw ModelError.rewoundTooFar(position: cache.count) }
         // `.tail(from: k)` over several chunks is computed as `.all` rows k..< per chunk.
+        if case .rows(let rows) = request {
+            guard tokens.count <= batchSize, rows.allSatisfy({ (0..<tokens.count).contains($0) }) else {
+                throw ModelError.invalidLogitRows(rows: rows, tokens: tokens.count, batchSize: batchSize)
+            }
+            try forward(tokens, logits: request)
+            return scratch.logits
+        }
         let firstRow: Int? = switch request {
+        case .rows: nil
         case .last: nil
         case .all: 0
         case .tail(let from): min(max(from, 0), tokens.count - 1)
@@ -221,6 +232,18 @@ public final class InferenceSession {
             try norm(s.h, w.outputNorm, bias: w.outputNormBias, into: s.h, rows: n - from)
             try b.matmul(w.output, s.h, into: s.logits, rows: n - from)
             logitRows = n - from
+        case .rows(let rows)?:
+            // Consecutive selected rows move as one copy into h, then only they are projected.
+            var i = 0
+            while i < rows.count {
+                var run = 1
+                while i + run < rows.count && rows[i + run] == rows[i] + run { run += 1 }
+                try b.copyRows(s.x, sourceRow: rows[i], into: s.h, destinationRow: i, rows: run, width: c.dim)
+                i += run
+            }
+            try b.rmsNorm(s.h, weight: w.outputNorm, into: s.h, rows: rows.count, eps: c.normEps)
+            try b.matmul(w.output, s.h, into: s.logits, rows: rows.count)
+            logitRows = rows.count
         case .last?:
             // Only the last row is projected to the vocabulary: the largest matmul shrinks n-fold.
             try b.copyRows(s.x, sourceRow: n - 1, into: s.h, destinationRow: 0, rows: 1, width: c.dim)

@@ -125,21 +125,28 @@ public enum ServingError: Error, Equatable, CustomStringConvertible {
 /// A snapshot for `/metrics` and logs.
 public struct ServingStatistics: Sendable, Equatable {
     public var running: Int
+    /// Admitted nowhere yet, or pre-empted and waiting to be recomputed.
     public var waiting: Int
+    /// Blocks held by running sequences.
     public var kvBlocksUsed: Int
+    /// Blocks not held by any sequence: free, or held only by the prefix cache (evicted when needed).
+    /// kvBlocksUsed + kvBlocksFree is the pool's size.
     public var kvBlocksFree: Int
+    /// Blocks the prefix cache holds (some may also be in use by sequences).
+    public var kvBlocksCached: Int
     /// Counters since start.
     public var promptTokens: Int
     public var generatedTokens: Int
     public var prefixCacheHitTokens: Int
     public var preemptions: Int
 
-    public init(running: Int = 0, waiting: Int = 0, kvBlocksUsed: Int = 0, kvBlocksFree: Int = 0, promptTokens: Int = 0,
+    public init(running: Int = 0, waiting: Int = 0, kvBlocksUsed: Int = 0, kvBlocksFree: Int = 0, kvBlocksCached: Int = 0, promptTokens: Int = 0,
                 generatedTokens: Int = 0, prefixCacheHitTokens: Int = 0, preemptions: Int = 0) {
         self.running = running
         self.waiting = waiting
         self.kvBlocksUsed = kvBlocksUsed
         self.kvBlocksFree = kvBlocksFree
+        self.kvBlocksCached = kvBlocksCached
         self.promptTokens = promptTokens
         self.generatedTokens = generatedTokens
         self.prefixCacheHitTokens = prefixCacheHitTokens

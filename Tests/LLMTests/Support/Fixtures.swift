@@ -1,5 +1,7 @@
 import Foundation
 import XCTest
+import LLM
+import BackendCPU
 
 /// Locates test data inside the repository (never outside it: a user's clone has only this).
 enum Fixtures {
@@ -13,6 +15,20 @@ enum Fixtures {
 
     /// SmolLM2 from the user's cache; tests that need it skip, naming the fetch step, when absent.
     static func smolLM2() throws -> String { try RealModelGolden.smolLM2.path() }
+}
+
+extension XCTestCase {
+    /// tiny-llama-f32 with `llama.attention.sliding_window` = `window` added (Mistral-style: every layer).
+    func windowedTinyModel(window: Int) throws -> Model {
+        let source = try GGUFFile(path: Fixtures.tiny("tiny-llama-f32.gguf"))
+        var builder = GGUFBuilder()
+        builder.metadata = source.metadataKeys.map { ($0, source.metadata[$0]!) } + [("llama.attention.sliding_window", .uint32(UInt32(window)))]
+        builder.tensors = source.tensors.map { ($0.name, $0.dimensions, $0.type, Array(source.bytes(of: $0))) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("windowed-\(UUID().uuidString).gguf")
+        try Data(builder.bytes()).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return try Model.load(path: url.path, backend: CPUBackend(threads: 2))
+    }
 }
 
 /// A float32 .npy file (the reference logits), C order.
