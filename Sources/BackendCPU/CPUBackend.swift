@@ -133,15 +133,10 @@ public final class CPUBackend: Backend {
             x = copy
         }
         defer { if llamaCppActivationRounding { x.deallocate() } }
-        if rows == 1 {
-            // Decode: stream each weight row once, straight from its blocks.
-            parallel.forEach(outputs, granularity: 16, minimumPerThread: 64) { range in
-                for o in range { y[o] = DotKernels.dot(w.type, w.row(o), x, columns) }
-            }
-            return
-        }
-        // Prompt batch: dequantize a tile of weight rows once into per-thread scratch, then
-        // reuse it for every token, so dequantization is amortized over the batch.
+        // Dequantize a tile of weight rows once into per-thread scratch, then reuse it for every
+        // token, so dequantization is amortized over a batch. Decode (rows == 1) takes the same
+        // path: each output is dotF32(dequantized row, x) whatever the batch, which is what makes
+        // the f32 matmul batch-invariant (docs/ARCHITECTURE.md, "Batch invariance").
         let tile = 8
         ensureScratch(tile * columns)
         let tiles = (outputs + tile - 1) / tile

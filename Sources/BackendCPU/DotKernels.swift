@@ -1,8 +1,8 @@
 import LLM
 
-// Dot products of one weight row (in its GGUF block format) with f32 activations, and SIMD
-// dequantization of a row. Activations stay f32: this backend is the oracle, so it does not
-// round them to 8 bits as llama.cpp's CPU path does. Block layouts: ggml-common.h.
+// SIMD dequantization of a weight row (in its GGUF block format) and the f32 dots the CPU
+// backend's f32 matmul and attention use. Activations stay f32: this backend is the oracle, so it
+// does not round them to 8 bits as llama.cpp's CPU path does. Block layouts: ggml-common.h.
 
 @inline(__always)
 private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
@@ -44,21 +44,18 @@ private func halfAt(_ p: UnsafeRawPointer, _ offset: Int = 0) -> Float {
 }
 
 enum DotKernels {
-    /// Σ a[i]·b[i] over `count` f32 values.
+    /// Σ a[i]·b[i] over `count` f32 values: 16 lanes, lane l summing elements l, l + 16, ... in
+    /// order, the lanes' `sum()`, then the tail in order. This is the one order of every f32 dot
+    /// on the CPU (dotF32x4 does the same per row), so a result never depends on which is used.
     @inline(__always)
     static func dotF32(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ count: Int) -> Float {
-        var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()
+        var acc = SIMD16<Float>()
         var i = 0
-        while i + 32 <= count {
-            acc0 += load16(a + i) * load16(b + i)
-            acc1 += load16(a + i + 16) * load16(b + i + 16)
-            i += 32
-        }
         while i + 16 <= count {
-            acc0 += load16(a + i) * load16(b + i)
+            acc += load16(a + i) * load16(b + i)
             i += 16
         }
-        var sum = (acc0 + acc1).sum()
+        var sum = acc.sum()
         while i < count {
             sum += a[i] * b[i]
             i += 1
@@ -91,113 +88,6 @@ enum DotKernels {
         return (s0, s1, s2, s3)
     }
 
-    /// Σ row[i]·x[i] for a row of `columns` elements of `type`.
-    static func dot(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
-        switch type {
-        case .f32: return dotF32(row.assumingMemoryBound(to: Float.self), x, columns)
-        case .f16: return dotF16(row, x, columns)
-        case .bf16: return dotBF16(row, x, columns)
-        case .q8_0: return dotQ8_0(row, x, columns / 32)
-        case .q4_0: return dotQ4_0(row, x, columns / 32)
-        case .q4_1: return dotQ4_1(row, x, columns / 32)
-        case .q5_0: return dotQ5_0(row, x, columns / 32)
-        default: return dotViaDequantize(type, row, x, columns)
-        }
-    }
-
-    static func dotF16(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
-        var acc = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= count {
-            let w = floats(row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<Float16>.self))
-            acc += w * load16(x + i)
-            i += 16
-        }
-        var sum = acc.sum()
-        while i < count {
-            sum += halfAt(row, 2 * i) * x[i]
-            i += 1
-        }
-        return sum
-    }
-
-    static func dotBF16(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ count: Int) -> Float {
-        var acc = SIMD16<Float>()
-        var i = 0
-        while i + 16 <= count {
-            let halves = row.loadUnaligned(fromByteOffset: 2 * i, as: SIMD16<UInt16>.self)
-            var bits = SIMD16<UInt32>()
-            for lane in 0..<16 { bits[lane] = UInt32(halves[lane]) &<< 16 }
-            acc += unsafeBitCast(bits, to: SIMD16<Float>.self) * load16(x + i)
-            i += 16
-        }
-        var sum = acc.sum()
-        while i < count {
-            sum += bfloat16ToFloat(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) * x[i]
-            i += 1
-        }
-        return sum
-    }
-
-    /// block_q8_0 { half d; int8 qs[32] }: Σ d · Σ q·x
-    static func dotQ8_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
-        var acc = SIMD16<Float>()
-        for b in 0..<blocks {
-            let block = row + b * 34
-            let lo = floats(block.loadUnaligned(fromByteOffset: 2, as: SIMD16<Int8>.self))
-            let hi = floats(block.loadUnaligned(fromByteOffset: 18, as: SIMD16<Int8>.self))
-            let xs = x + b * 32
-            acc += SIMD16(repeating: halfAt(block)) * (lo * load16(xs) + hi * load16(xs + 16))
-        }
-        return acc.sum()
-    }
-
-    /// block_q4_0 { half d; uint8 qs[16] }: element j is the lo nibble of qs[j], j+16 the hi nibble,
-    /// each minus 8; so Σ = d·Σ q·x − 8d·Σ x (the offset folded out of the inner product).
-    static func dotQ4_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
-        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
-        for b in 0..<blocks {
-            let block = row + b * 18
-            let q = block.loadUnaligned(fromByteOffset: 2, as: SIMD16<UInt8>.self)
-            let xs = x + b * 32
-            let x0 = load16(xs), x1 = load16(xs + 16)
-            let d = halfAt(block)
-            accD += SIMD16(repeating: d) * (floats(q & 0x0F) * x0 + floats(q &>> 4) * x1)
-            accM += SIMD16(repeating: -8 * d) * (x0 + x1)
-        }
-        return (accD + accM).sum()
-    }
-
-    /// block_q4_1 { half d; half m; uint8 qs[16] }: x = d·q + m, so Σ = d·Σq·x + m·Σx.
-    static func dotQ4_1(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
-        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
-        for b in 0..<blocks {
-            let block = row + b * 20
-            let q = block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self)
-            let xs = x + b * 32
-            let x0 = load16(xs), x1 = load16(xs + 16)
-            accD += SIMD16(repeating: halfAt(block)) * (floats(q & 0x0F) * x0 + floats(q &>> 4) * x1)
-            accM += SIMD16(repeating: halfAt(block, 2)) * (x0 + x1)
-        }
-        return (accD + accM).sum()
-    }
-
-    /// block_q5_0 { half d; u32 qh; uint8 qs[16] }: like Q4_0 with a 5th bit from qh and an offset of 16.
-    static func dotQ5_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ blocks: Int) -> Float {
-        var accD = SIMD16<Float>(), accM = SIMD16<Float>()
-        for b in 0..<blocks {
-            let block = row + b * 22
-            let (hlo, hhi) = q5HighBits(block.loadUnaligned(fromByteOffset: 2, as: UInt32.self))
-            let q = block.loadUnaligned(fromByteOffset: 6, as: SIMD16<UInt8>.self)
-            let xs = x + b * 32
-            let x0 = load16(xs), x1 = load16(xs + 16)
-            let d = halfAt(block)
-            accD += SIMD16(repeating: d) * ((floats(q & 0x0F) + hlo) * x0 + (floats(q &>> 4) + hhi) * x1)
-            accM += SIMD16(repeating: -16 * d) * (x0 + x1)
-        }
-        return (accD + accM).sum()
-    }
-
     private static let laneShifts = SIMD16<UInt32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 
     /// 16 · bit j of qh in lane j (elements 0..<16), and 16 · bit j + 16 (elements 16..<32), as floats:
@@ -212,21 +102,6 @@ enum DotKernels {
             h[j] = Float(hi[j])
         }
         return (l * 16, h * 16)
-    }
-
-    /// Formats without a fused dot (Q5_0, Q5_1, the K-quants): each block is dequantized into a
-    /// stack buffer by the reference decoder, then dotted with x.
-    static func dotViaDequantize(_ type: GGMLType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ columns: Int) -> Float {
-        let block = type.blockSize, bytes = type.typeSize
-        return withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { buffer in
-            let values = buffer.baseAddress!
-            var sum: Float = 0
-            for b in 0..<(columns / block) {
-                dequantizeRow(type, row + b * bytes, block, values)
-                sum += dotF32(values, x + b * block, block)
-            }
-            return sum
-        }
     }
 
     /// Dequantizes one row of `columns` elements into `out` (SIMD paths for the block formats).

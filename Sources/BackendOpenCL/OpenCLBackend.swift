@@ -43,16 +43,15 @@ public final class OpenCLBackend: Backend {
     private var ropeTables: [(RopeParameters, OpenCLBuffer)] = []
     private var argmaxResult: CLMemory?
 
-    /// On GPUs, batches of at least this many tokens use the tiled matmul; smaller ones mat-vec.
-    public static let tiledMatmulMinimumRows = 8
-
     /// Which matmul kernel runs. `.automatic` picks by device type and batch (see `matmul`);
     /// the others force one kernel, so tests can check every variant on any device.
     public enum MatmulKernel: Equatable, Sendable {
         case automatic
         /// `matvec_T`: `threadsPerRow` work-items (a power of two) share each output row.
         case vector(threadsPerRow: Int)
-        /// `matmul_T`: TILE x TILE local-memory tiles.
+        /// `matmul_T`: TILE x TILE local-memory tiles. Not batch-invariant (its sums run in another
+        /// order than the mat-vec's), so never chosen automatically; its speed against the
+        /// mat-vec on GPUs has not been measured (no GPU machine was lent to this work).
         case tiled
         /// `matmul_rows_T`: one work-item per output row and 8 tokens (columns % 32 == 0, else tiled).
         case rows
@@ -212,10 +211,14 @@ public final class OpenCLBackend: Backend {
         let suffix = Self.suffix(w.type), cpuDevice = device.type == "CPU"
         var choice = matmulKernel
         if choice == .automatic {
-            // CPU devices (PoCL run a work-group as a loop): per-row kernels, no local tiles.
-            // GPUs: wide mat-vec for small batches, local-memory tiles for prompt batches.
+            // One kernel for every batch size, so a token's outputs never depend on the batch
+            // (docs/ARCHITECTURE.md, "Batch invariance"): each kernel reduces a token's row in an
+            // order that does not depend on how many tokens the launch has.
+            // CPU devices (PoCL runs a work-group as a loop): per-row kernels, no local tiles.
+            // GPUs: the wide mat-vec, a token per slice of the launch. The tiled kernel sums in
+            // another order, so it runs only when asked for (`matmulKernel = .tiled`).
             if cpuDevice { choice = w.columns % 32 == 0 ? .rows : .vector(threadsPerRow: 1) }
-            else { choice = rows >= Self.tiledMatmulMinimumRows ? .tiled : .vector(threadsPerRow: 32) }
+            else { choice = .vector(threadsPerRow: 32) }
         }
         if choice == .rows && w.columns % 32 != 0 { choice = .tiled }
         let common: [CLKernel.Argument] = [.buffer(w.handle), .int(Int32(w.rowBytes)), .buffer(try cl(input).handle),

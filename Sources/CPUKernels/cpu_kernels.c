@@ -110,11 +110,21 @@ int cpuk_activation_block(int type) {
 
 // acc[l] += d · lane[l] for 8 lanes; then ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)) + extra.
 // Two accumulator sets (even blocks, odd blocks) to break the add chain: a = acc0 + acc1 lane-wise.
-static inline float finish8(const float acc[2][8], const float extra[2]) {
+static inline float finish8(const float acc[2][8], float extra) {
     float a[8];
     for (int l = 0; l < 8; l++) a[l] = acc[0][l] + acc[1][l];
     const float t0 = a[0] + a[4], t1 = a[1] + a[5], t2 = a[2] + a[6], t3 = a[3] + a[7];
-    return ((t0 + t2) + (t1 + t3)) + (extra[0] + extra[1]);
+    return ((t0 + t2) + (t1 + t3)) + extra;
+}
+
+// Q4_1's min term Σ_b m_b·(dx_b·Σq_b) is kept in 16 lanes, block b in lane b mod 16 (one FMA
+// each, in block order), then summed as a fixed tree. That is the order a 512-bit FMA over 16
+// blocks at a time gives, so the batch kernel forms the same float as the decode kernels.
+static inline float sum16(const float e[16]) {
+    float s8[8], s4[4];
+    for (int l = 0; l < 8; l++) s8[l] = e[l] + e[l + 8];
+    for (int l = 0; l < 4; l++) s4[l] = s8[l] + s8[l + 4];
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 // ---- scalar -----------------------------------------------------------------------------------
@@ -129,30 +139,30 @@ static inline void lanes_scalar(float acc[8], const int8_t *w, const int8_t *x, 
 
 static float dot_q4_1_scalar(const uint8_t *w, const void *xv, int64_t nb) {
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
-    float acc[2][8] = {{0}}, extra[2] = {0};
+    float acc[2][8] = {{0}}, ext[16] = {0};
     for (int64_t b = 0; b < nb; b++, w += 20) {
         int8_t q[32];
         for (int j = 0; j < 16; j++) { q[j] = (int8_t)(w[4 + j] & 15); q[j + 16] = (int8_t)(w[4 + j] >> 4); }
         lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
-        extra[b & 1] = extra[b & 1] + h2f(ld16(w + 2)) * x[b].ds;
+        ext[b & 15] = __builtin_fmaf(h2f(ld16(w + 2)), x[b].ds, ext[b & 15]);
     }
-    return finish8(acc, extra);
+    return finish8(acc, sum16(ext));
 }
 
 static float dot_q4_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
-    float acc[2][8] = {{0}}, extra[2] = {0};
+    float acc[2][8] = {{0}};
     for (int64_t b = 0; b < nb; b++, w += 18) {
         int8_t q[32];
         for (int j = 0; j < 16; j++) { q[j] = (int8_t)((w[2 + j] & 15) - 8); q[j + 16] = (int8_t)((w[2 + j] >> 4) - 8); }
         lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, extra);
+    return finish8(acc, 0.0f);
 }
 
 static float dot_q5_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
-    float acc[2][8] = {{0}}, extra[2] = {0};
+    float acc[2][8] = {{0}};
     for (int64_t b = 0; b < nb; b++, w += 22) {
         uint32_t qh; memcpy(&qh, w + 2, 4);
         int8_t q[32];
@@ -162,16 +172,16 @@ static float dot_q5_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
         }
         lanes_scalar(acc[b & 1], q, x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, extra);
+    return finish8(acc, 0.0f);
 }
 
 static float dot_q8_0_scalar(const uint8_t *w, const void *xv, int64_t nb) {
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;
-    float acc[2][8] = {{0}}, extra[2] = {0};
+    float acc[2][8] = {{0}};
     for (int64_t b = 0; b < nb; b++, w += 34) {
         lanes_scalar(acc[b & 1], (const int8_t *)(w + 2), x[b].qs, h2f(ld16(w)) * x[b].d);
     }
-    return finish8(acc, extra);
+    return finish8(acc, 0.0f);
 }
 
 // ---- K-quants ---------------------------------------------------------------------------------
@@ -321,16 +331,15 @@ static inline TGT_VNNI __m256i lanes_us_vnni(__m256i w, __m256i x) {
 #define LOADX(b) _mm256_loadu_si256((const __m256i *)x[b].qs)
 #define ACCUM(A, lanes, d) A = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), A)
 
-// Block bodies: block b at wb, into accumulator A (and E for Q4_1's m·Σx term).
-// Q4_1: d and m are adjacent halves, as are the activation's d and ds = d·Σq, so one conversion
-// and one multiply give [d·dx, m·ds]: lane 0 scales the lanes, lane 1 accumulates in E's lane 1.
+// Block bodies: block b at wb, into accumulator A (and E, the 16 lanes of Q4_1's m·Σx term).
+// Q4_1: d and m are adjacent halves: one conversion gives both.
 static inline uint32_t ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 #define BODY_Q4_1(SUF, b, wb, A, E)                                                                    \
     {                                                                                                  \
         const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ld32(wb)));                             \
-        const __m128 p = _mm_mul_ps(dm, _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)&x[b].d)));  \
+        const __m128 p = _mm_mul_ps(dm, _mm_set_ss(x[b].d));                                          \
         A = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), _mm256_cvtepi32_ps(lanes_us_##SUF(nibbles32(wb + 4), LOADX(b))), A); \
-        E = _mm_add_ps(E, p);                                                                          \
+        E[(b) & 15] = __builtin_fmaf(_mm_cvtss_f32(_mm_shuffle_ps(dm, dm, 1)), x[b].ds, E[(b) & 15]);  \
     }
 #define BODY_Q4_0(SUF, b, wb, A, E)                                                                    \
     ACCUM(A, lanes_ss_##SUF(_mm256_sub_epi8(nibbles32(wb + 2), _mm256_set1_epi8(8)), LOADX(b)),       \
@@ -342,21 +351,19 @@ static inline uint32_t ld32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); re
 #define BODY_Q8_0(SUF, b, wb, A, E)                                                                    \
     ACCUM(A, lanes_ss_##SUF(_mm256_loadu_si256((const __m256i *)(wb + 2)), LOADX(b)), _cvtsh_ss(ld16(wb)) * x[b].d);
 
-// Even blocks into (a0, e0), odd into (a1, e1), as the scalar path does.
+// Even blocks into a0, odd into a1, as the scalar path does.
 #define DEFINE_DOT(SUF, TGT, NAME, BYTES, BODY)                                                        \
 static TGT float dot_##NAME##_##SUF(const uint8_t *w, const void *xv, int64_t nb) {                     \
     const cpuk_block_q8 *x = (const cpuk_block_q8 *)xv;                                                \
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();                                         \
-    __m128 e0 = _mm_setzero_ps(), e1 = _mm_setzero_ps(); /* lane 1: Q4_1's min term */                 \
+    float ext[16] = {0}; /* Q4_1's min term */                                                         \
     int64_t b = 0;                                                                                     \
     for (; b + 1 < nb; b += 2) {                                                                       \
-        BODY(SUF, b, (w + b * BYTES), a0, e0)                                                          \
-        BODY(SUF, (b + 1), (w + (b + 1) * BYTES), a1, e1)                                              \
+        BODY(SUF, b, (w + b * BYTES), a0, ext)                                                         \
+        BODY(SUF, (b + 1), (w + (b + 1) * BYTES), a1, ext)                                             \
     }                                                                                                  \
-    if (b < nb) { BODY(SUF, b, (w + b * BYTES), a0, e0) }                                              \
-    (void)e0; (void)e1;                                                                                \
-    return finish_avx(_mm256_add_ps(a0, a1),                                                           \
-                      _mm_cvtss_f32(_mm_shuffle_ps(e0, e0, 1)) + _mm_cvtss_f32(_mm_shuffle_ps(e1, e1, 1))); \
+    if (b < nb) { BODY(SUF, b, (w + b * BYTES), a0, ext) }                                             \
+    return finish_avx(_mm256_add_ps(a0, a1), sum16(ext));                                              \
 }
 
 #define DEFINE_SIMD(SUF, TGT)                                                                          \
@@ -785,12 +792,14 @@ int cpuk_vec_dot_rows_parallel(int type, const void *weights, size_t row_stride,
 // ---- prompt batches (matrix × matrix) ---------------------------------------------------------
 // y[t·ldy + r] = row r · token t. The generic path dots every (row, token) pair with the decode
 // kernels, a row's blocks staying in L1 across tokens. The 32-value block types also have an
-// AVX512-VNNI kernel that unpacks a tile of 4 weight rows once to bytes u (value = d·u + e, with
-// e = m − offset·d: Q4_0 u = nibble, offset 8; Q5_0 offset 16; Q8_0 u = q + 128, offset 128; Q4_1
-// offset 0 and min m) and multiplies them with 2 tokens at a time, 2 blocks per 512-bit step:
-//   row · x = Σ_b d_b·dx_b·Σ u·q  +  Σ_b e_b·(dx_b·Σq)
-// The second sum is a short f32 dot over blocks. Results equal the decode kernels' up to the order
-// of float additions.
+// AVX512-VNNI kernel that unpacks a tile of 4 weight rows once to unsigned bytes u (weight value
+// q = u − offset: Q4_0 u = nibble, offset 8; Q5_0 offset 16; Q8_0 u = q + 128, offset 128; Q4_1
+// offset 0) and multiplies them with 2 tokens at a time, 2 blocks per 512-bit `dpbusd`.
+// Batch invariance: every output is the float the decode kernel forms for that (row, token).
+// `dpbusd` starts each int32 lane from −offset·Σx over its 4 activation values (precomputed per
+// token), so the lane holds Σ (u − offset)·x, the decode kernels' integer; lanes 0–7 of a block
+// pair are the even block's, 8–15 the odd one's, as the decode kernels' two accumulators; the
+// scale d·dx, the FMA, the final tree and Q4_1's 16-lane min term are the decode kernels' too.
 
 static void *alloc64(size_t n) { return aligned_alloc(64, (n + 63) / 64 * 64); }
 
@@ -804,10 +813,12 @@ typedef struct {
     size_t x_stride;
     float *y;
     int64_t ldy;
-    // VNNI kernel's token side: int8 values, d pairs, dx·Σq; blocks padded to an even count.
-    int64_t nbp, nbe; // blocks padded to pairs; to 16 (the e·cs dot's vector width)
+    // VNNI kernel's token side: int8 values, d pairs, −offset·Σx per lane, dx·Σq (Q4_1); blocks
+    // padded to an even count.
+    int64_t nbp, nbe; // blocks padded to pairs; to 16 (the min term's vector width)
     const int8_t *xq;
     const float *dxp;
+    const int32_t *xo;
     const float *cs;
 } gemm_job;
 
@@ -852,7 +863,7 @@ static void gemm_generic_slice(const void *ctx, int64_t chunk) {
 }
 
 #ifdef CPUK_X86
-// Weight block b of a 32-value type as bytes u[32], scale d and e (see above).
+// Weight block b of a 32-value type as bytes u[32], scale d and (Q4_1) min e (see above).
 static void unpack32(int type, const uint8_t *wb, uint8_t *u, float *d, float *e) {
     switch (type) {
     case CPUK_Q4_0:
@@ -860,7 +871,7 @@ static void unpack32(int type, const uint8_t *wb, uint8_t *u, float *d, float *e
         const uint8_t *qs = wb + (type == CPUK_Q4_1 ? 4 : 2);
         for (int j = 0; j < 16; j++) { u[j] = qs[j] & 15; u[j + 16] = qs[j] >> 4; }
         *d = h2f(ld16(wb));
-        *e = type == CPUK_Q4_1 ? h2f(ld16(wb + 2)) : -8 * *d;
+        *e = type == CPUK_Q4_1 ? h2f(ld16(wb + 2)) : 0;
         break;
     }
     case CPUK_Q5_0: {
@@ -870,14 +881,24 @@ static void unpack32(int type, const uint8_t *wb, uint8_t *u, float *d, float *e
             u[j + 16] = (uint8_t)((wb[6 + j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
         }
         *d = h2f(ld16(wb));
-        *e = -16 * *d;
+        *e = 0;
         break;
     }
     default: // CPUK_Q8_0
         for (int j = 0; j < 32; j++) u[j] = (uint8_t)(wb[2 + j] ^ 0x80);
         *d = h2f(ld16(wb));
-        *e = -128 * *d;
+        *e = 0;
         break;
+    }
+}
+
+// The weights' offset: value q = u − offset.
+static int offset32(int type) {
+    switch (type) {
+    case CPUK_Q4_0: return 8;
+    case CPUK_Q4_1: return 0;
+    case CPUK_Q5_0: return 16;
+    default: return 128;
     }
 }
 
@@ -929,28 +950,38 @@ static TGT_VNNI void gemm_vnni_slice(const void *ctx, int64_t chunk) {
             const int64_t t1 = t + 1 < j->tokens ? t + 1 : t;
             const int8_t *x0 = j->xq + t * nbp * 32, *x1 = j->xq + t1 * nbp * 32;
             const float *dx0 = j->dxp + t * pairs * 16, *dx1 = j->dxp + t1 * pairs * 16;
+            const int32_t *o0 = j->xo + t * pairs * 16, *o1 = j->xo + t1 * pairs * 16;
             __m512 acc[RM][2];
             for (int i = 0; i < RM; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
             for (int64_t p = 0; p < pairs; p++) {
                 const __m512i xa = _mm512_load_si512(x0 + 64 * p), xb = _mm512_load_si512(x1 + 64 * p);
+                const __m512i oa = _mm512_load_si512(o0 + 16 * p), ob = _mm512_load_si512(o1 + 16 * p);
                 const __m512 da = _mm512_load_ps(dx0 + 16 * p), db = _mm512_load_ps(dx1 + 16 * p);
                 for (int i = 0; i < RM; i++) {
                     const __m512i w = _mm512_load_si512(u + (i * nbp + 2 * p) * 32);
                     const __m512 dw = _mm512_load_ps(dwp + (i * pairs + p) * 16);
-                    const __m512i sa = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xa);
-                    const __m512i sb = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, xb);
+                    const __m512i sa = _mm512_dpbusd_epi32(oa, w, xa);
+                    const __m512i sb = _mm512_dpbusd_epi32(ob, w, xb);
                     acc[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sa), _mm512_mul_ps(dw, da), acc[i][0]);
                     acc[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sb), _mm512_mul_ps(dw, db), acc[i][1]);
                 }
             }
-            // Σ_b e_b·cs_b joins the lanes of the main sum, 16 blocks per FMA, then one reduction.
-            // (A scalar loop here was a chain of dependent FMAs longer than the main loop.)
             for (int i = 0; i < rr; i++) {
                 for (int k = 0; k < (t1 > t ? 2 : 1); k++) {
-                    const float *cs = j->cs + (t + k) * nbe, *ei = e + i * nbe;
-                    __m512 sum = acc[i][k];
-                    for (int64_t b = 0; b < nbe; b += 16) sum = _mm512_fmadd_ps(_mm512_load_ps(ei + b), _mm512_load_ps(cs + b), sum);
-                    j->y[(t + k) * j->ldy + r0 + i] = _mm512_reduce_add_ps(sum);
+                    float extra = 0.0f;
+                    if (j->type == CPUK_Q4_1) {
+                        // Σ_b e_b·cs_b in lane b mod 16, as the decode kernels keep it.
+                        const float *cs = j->cs + (t + k) * nbe, *ei = e + i * nbe;
+                        __m512 m = _mm512_setzero_ps();
+                        for (int64_t b = 0; b < nbe; b += 16) m = _mm512_fmadd_ps(_mm512_load_ps(ei + b), _mm512_load_ps(cs + b), m);
+                        float lanes[16];
+                        _mm512_storeu_ps(lanes, m);
+                        extra = sum16(lanes);
+                    }
+                    const __m512 a = acc[i][k];
+                    const __m256 even = _mm512_castps512_ps256(a);
+                    const __m256 odd = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+                    j->y[(t + k) * j->ldy + r0 + i] = finish_avx(_mm256_add_ps(even, odd), extra);
                 }
             }
         }
@@ -974,18 +1005,21 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
     if (nth > rows / 16) nth = (int)(rows / 16);
     if (nth < 1) nth = 1;
     gemm_job job = {type, f, (const uint8_t *)weights, row_stride, rows, tokens, blocks, 0,
-                    (const uint8_t *)x, x_stride, y, ldy, 0, 0, 0, 0, 0};
+                    (const uint8_t *)x, x_stride, y, ldy, 0, 0, 0, 0, 0, 0};
     pool_fn slice = gemm_generic_slice;
     int8_t *xq = 0;
     float *dxp = 0, *cs = 0;
+    int32_t *xo = 0;
 #ifdef CPUK_X86
     const int64_t nbp = (blocks + 1) / 2 * 2, nbe = (blocks + 15) / 16 * 16, pairs = nbp / 2;
     if (cpuk_activation_block(type) == 32 && cpuk_best_isa() == 2 && tokens >= GEMM_MIN_TOKENS) {
         xq = alloc64((size_t)tokens * nbp * 32);
         dxp = alloc64((size_t)tokens * pairs * 16 * sizeof(float));
+        xo = alloc64((size_t)tokens * pairs * 16 * sizeof(int32_t));
         cs = alloc64((size_t)tokens * nbe * sizeof(float));
     }
-    if (xq && dxp && cs) { // else (not this kernel, or out of memory) the generic path
+    if (xq && dxp && xo && cs) { // else (not this kernel, or out of memory) the generic path
+        const int offset = offset32(type);
         for (int64_t t = 0; t < tokens; t++) {
             const cpuk_block_q8 *xt = (const cpuk_block_q8 *)(job.x + (size_t)t * x_stride);
             for (int64_t b = 0; b < nbp; b++) {
@@ -995,7 +1029,13 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
                 const float dx = real ? xt[b].d : 0;
                 cs[t * nbe + b] = real ? xt[b].ds : 0;
                 float *lanes = dxp + (t * pairs + b / 2) * 16 + (b & 1) * 8;
-                for (int l = 0; l < 8; l++) lanes[l] = dx;
+                int32_t *offsets = xo + (t * pairs + b / 2) * 16 + (b & 1) * 8;
+                for (int l = 0; l < 8; l++) {
+                    lanes[l] = dx;
+                    int32_t sum = 0;
+                    if (real) for (int k = 0; k < 4; k++) sum += xt[b].qs[4 * l + k];
+                    offsets[l] = -offset * sum;
+                }
             }
             for (int64_t b = nbp; b < nbe; b++) cs[t * nbe + b] = 0;
         }
@@ -1003,6 +1043,7 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
         job.nbe = nbe;
         job.xq = xq;
         job.dxp = dxp;
+        job.xo = xo;
         job.cs = cs;
         slice = gemm_vnni_slice;
     }
@@ -1012,6 +1053,7 @@ int cpuk_gemm_parallel(int type, const void *weights, size_t row_stride, int64_t
     pool_parallel(slice, &job, (rows + job.per - 1) / job.per, nth);
     free(xq);
     free(dxp);
+    free(xo);
     free(cs);
     return 1;
 }

@@ -170,3 +170,75 @@ extension CLITests {
         if skipped.count == 2 { throw XCTSkip(skipped.joined(separator: "; ")) }
     }
 }
+
+/// Batch invariance as a user sees it (docs/ARCHITECTURE.md, "Batch invariance"), in the default
+/// `--cpu-activations int8` mode, where prompts from 8 tokens take another kernel than decode.
+extension CLITests {
+    /// The logits at each position, from `logits --json`.
+    private func logitRows(_ model: String, _ ids: [Int32], top: Int, extra: [String] = []) throws -> [[(id: Int, logit: Float)]] {
+        let result = try run(["logits", "--model", model, "--tokens", ids.map(String.init).joined(separator: ","),
+                              "--top", String(top), "--json"] + extra)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let positions = try XCTUnwrap(object["positions"] as? [[String: Any]])
+        return try positions.map { position in
+            try XCTUnwrap(position["top"] as? [[String: Any]]).map { entry in
+                (try XCTUnwrap(entry["id"] as? Int), Float(try XCTUnwrap(entry["logit"] as? Double)))
+            }
+        }
+    }
+
+    /// `logits` prints the same top logits for a token whatever prefix length it is called with
+    /// (the int8 batch kernel starts at 8 tokens), with --threads 1 and 2.
+    func testLogitsAreTheSameWhateverThePrefixLength() throws {
+        var models = [Fixtures.tiny("tiny-llama-q4_1.gguf"), Fixtures.tiny("tiny-llama-q8_0.gguf")]
+        if FileManager.default.fileExists(atPath: ModelCache.path(ModelCache.defaultModelFile)) {
+            models.append(ModelCache.path(ModelCache.defaultModelFile))
+        }
+        let ids: [Int32] = [6403, 1980, 253, 655, 28, 281, 253, 1165, 30, 216, 1065, 314]
+        for model in models {
+            let tokens = model.contains("tiny") ? ids.map { $0 % 512 } : ids
+            let full = try logitRows(model, tokens, top: 5)
+            // Prefixes around the 8-token threshold, alternating 1 and 2 threads (each is a process).
+            for (i, n) in [1, 4, 7, 8, 9, 11].enumerated() {
+                do {
+                    let threads = String(1 + i % 2)
+                    let prefix = try logitRows(model, Array(tokens.prefix(n)), top: 5, extra: ["--threads", threads])
+                    for p in 0..<n {
+                        XCTAssertEqual(prefix[p].map(\.id), full[p].map(\.id), "\(model): position \(p) of \(n) tokens")
+                        XCTAssertEqual(prefix[p].map(\.logit.bitPattern), full[p].map(\.logit.bitPattern),
+                                       "\(model): position \(p) of \(n) tokens, --threads \(threads): \(prefix[p]) against \(full[p])")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A beam's reported logprob is Σ log softmax(logits)[token] recomputed from `logits` over the
+    /// prompt and the beam's tokens (all 512 logits of the tiny model: the whole softmax), to 1e-4.
+    func testBeamLogprobEqualsLogprobFromLogits() throws {
+        for name in ["tiny-llama-q4_1.gguf", "tiny-llama-q8_0.gguf", "tiny-llama-f32.gguf"] {
+            let model = Fixtures.tiny(name)
+            let result = try run(["run", "--model", model, "--prompt", "Once upon a time there was a little",
+                                  "--beams", "4", "--num-return", "2", "--max-tokens", "10", "--json"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+            let prompt = try XCTUnwrap(object["prompt_tokens"] as? [Int]).map(Int32.init)
+            let completions = try XCTUnwrap(object["completions"] as? [[String: Any]])
+            XCTAssertFalse(completions.isEmpty)
+            for (k, completion) in completions.enumerated() {
+                let tokens = try XCTUnwrap(completion["tokens"] as? [Int]).map(Int32.init)
+                let reported = try XCTUnwrap(completion["logprob"] as? Double)
+                let rows = try logitRows(model, prompt + tokens, top: 512)
+                var logprob = 0.0
+                for (i, token) in tokens.enumerated() {
+                    let row = rows[prompt.count - 1 + i]
+                    let peak = Double(row.map(\.logit).max()!)
+                    let lse = peak + log(row.reduce(0.0) { $0 + exp(Double($1.logit) - peak) })
+                    logprob += Double(try XCTUnwrap(row.first { $0.id == Int(token) }).logit) - lse
+                }
+                XCTAssertEqual(reported, logprob, accuracy: 1e-4, "\(name): hypothesis \(k) (\(tokens))")
+            }
+        }
+    }
+}

@@ -26,6 +26,9 @@ final class Int8DotTests: XCTestCase {
             case .q4_1: half(d); half(Float(rng.nextUnit() * 0.2 - 0.1)); bytes(16)
             case .q4_0: half(d); bytes(16)
             case .q5_0: half(d); bytes(20)
+            case .q5_1: half(d); half(Float(rng.nextUnit() * 0.2 - 0.1)); bytes(20)
+            case .f16: half(Float(rng.nextUnit() * 2 - 1))
+            case .f32: withUnsafeBytes(of: Float(rng.nextUnit() * 2 - 1).bitPattern.littleEndian) { out += $0 }
             case .q8_0: half(d); bytes(32)
             case .q4_K: half(d / 16); half(Float(rng.nextUnit() * 0.004)); bytes(12 + 128)
             case .q5_K: half(d / 16); half(Float(rng.nextUnit() * 0.004)); bytes(12 + 32 + 128)
@@ -149,19 +152,35 @@ final class Int8DotTests: XCTestCase {
         }
     }
 
-    /// K-quant batches dot up to 4 tokens per pass over a row; each token's result must be the
-    /// decode kernel's, bit for bit (same integers, same float order).
-    func testKQuantBatchEqualsDecodeBitForBit() throws {
+    /// Batch invariance of the matmul (docs/ARCHITECTURE.md): each token's outputs are the bits it
+    /// gets alone (rows == 1, the decode kernels), whatever the batch size (1 to 33: below and
+    /// above the VNNI batch kernel's 8, odd counts for its token pairs), the token's row in the
+    /// batch and the thread count, in both modes, for every weight type the CPU reads (the int8
+    /// dots, the emulated-rounding types Q5_1 and F16, and F32). Row counts are off the 4-row
+    /// tiles, block counts odd (the VNNI kernel pads to block pairs).
+    func testBatchEqualsDecodeBitForBit() throws {
         var rng = SplitMix(seed: 17)
-        let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
-        for type in types where isK(type) {
-            let rows = 37, columns = 512, tokens = 7
+        let backends = [true, false].flatMap { int8 in
+            [1, 2].map { CPUBackend(threads: $0, llamaCppActivationRounding: int8) }
+        }
+        for type in types + [.q5_1, .f16, .f32] {
+            let rows = 37, columns = isK(type) ? 768 : 160, tokens = 33
             let bytes = randomRow(type, rows: rows, columns: columns, &rng)
             let input = (0..<tokens).flatMap { _ in randomInput(columns, &rng) }
-            let batch = try matmul(fast, type, bytes, rows: rows, columns: columns, input, tokens: tokens)
-            for t in 0..<tokens {
-                let one = try matmul(fast, type, bytes, rows: rows, columns: columns, Array(input[(t * columns)..<((t + 1) * columns)]))
-                XCTAssertEqual(batch[(t * rows)..<((t + 1) * rows)].map(\.bitPattern), one.map(\.bitPattern), "\(type) token \(t)")
+            for backend in backends {
+                let label = "\(type), \(backend.llamaCppActivationRounding ? "int8" : "f32"), \(backend.threads) threads"
+                let alone = try (0..<tokens).map { t in
+                    try matmul(backend, type, bytes, rows: rows, columns: columns, Array(input[(t * columns)..<((t + 1) * columns)]))
+                }
+                for n in 1...tokens {
+                    let first = (7 * n) % (tokens - n + 1) // the batch starts at varying tokens
+                    let batch = try matmul(backend, type, bytes, rows: rows, columns: columns,
+                                           Array(input[(first * columns)..<((first + n) * columns)]), tokens: n)
+                    for t in 0..<n where Array(batch[(t * rows)..<((t + 1) * rows)]).map(\.bitPattern) != alone[first + t].map(\.bitPattern) {
+                        XCTFail("\(label): token \(first + t) at row \(t) of a batch of \(n) differs from decode")
+                        break
+                    }
+                }
             }
         }
     }
