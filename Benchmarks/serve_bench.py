@@ -55,16 +55,21 @@ def start(cmd, port_pattern, env=None):
         process.kill()
         sys.exit("server did not start: %s\n%s" % (" ".join(cmd), "".join(lines[-10:])))
     threading.Thread(target=lambda: [None for _ in process.stderr], daemon=True).start()
+    wait_healthy(port, deadline)
+    return process, port
+
+
+def wait_healthy(port, deadline):
+    """Polls GET /health on loopback until it answers 200 or the deadline passes."""
     while time.time() < deadline:
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request("GET", "/health")
             if c.getresponse().status == 200:
-                break
+                return
         except OSError:
             pass
         time.sleep(0.2)
-    return process, port
 
 
 def stream(port, body):
@@ -161,15 +166,7 @@ def main():
                 if pattern is None:  # llama-server: a fixed port, ready when /health says so
                     process = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     port = 18700 + n
-                    for _ in range(600):
-                        try:
-                            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                            c.request("GET", "/health")
-                            if c.getresponse().status == 200:
-                                break
-                        except OSError:
-                            pass
-                        time.sleep(0.2)
+                    wait_healthy(port, time.time() + 120)
                 else:
                     process, port = start(cmd, pattern)
                 try:
