@@ -100,19 +100,7 @@ final class FamiliesGoldenTests: XCTestCase {
         let vocab = model.config.vocabularySize
         XCTAssertEqual(expected.shape, [reference.sequence.count, vocab])
 
-        var chosen: [Int: [[Int]]] = [:]   // layer → row → experts
-        session.routingObserver = { event in
-            let k = event.gating.k
-            for r in 0..<event.rows { chosen[event.layer, default: []].append(event.selected[(r * k)..<(r * k + k)].map(Int.init)) }
-        }
-        var rows: [[Float]] = []
-        let prompt = try model.backend.download(session.evaluate(reference.promptIDs, logits: .all), offset: 0,
-                                                count: reference.promptIDs.count * vocab)
-        for r in 0..<reference.promptIDs.count { rows.append(Array(prompt[(r * vocab)..<((r + 1) * vocab)])) }
-        for token in reference.greedyIDs {
-            rows.append(try model.backend.download(session.evaluate([token], logits: .last), offset: 0, count: vocab))
-        }
-        session.routingObserver = nil
+        let (rows, chosen) = try reference.teacherForced(session)   // chosen: layer → row → experts
 
         if model.config.moe != nil {
             let routing = try FamilyRouting(path: Fixtures.families(name + ".routing.json"))

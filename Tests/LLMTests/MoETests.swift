@@ -39,20 +39,8 @@ final class MoETests: XCTestCase {
         let session = try InferenceSession(model: model, contextLength: 128)
         let vocab = model.config.vocabularySize
 
-        var chosen = [[[Int]]](repeating: [], count: model.config.layers)  // [layer][row] = experts
-        session.routingObserver = { event in
-            for r in 0..<event.rows {
-                chosen[event.layer].append(event.selected[(r * 2)..<(r * 2 + 2)].map(Int.init))
-            }
-        }
-        var rows: [[Float]] = []
-        let prompt = try model.backend.download(session.evaluate(reference.promptIDs, logits: .all), offset: 0,
-                                                count: reference.promptIDs.count * vocab)
-        for r in 0..<reference.promptIDs.count { rows.append(Array(prompt[(r * vocab)..<((r + 1) * vocab)])) }
-        for token in reference.greedyIDs {
-            rows.append(try model.backend.download(session.evaluate([token], logits: .last), offset: 0, count: vocab))
-        }
-        session.routingObserver = nil
+        let (rows, routed) = try reference.teacherForced(session)
+        let chosen = (0..<model.config.layers).map { routed[$0] ?? [] }  // [layer][row] = experts
 
         var mismatches: [String] = [], mismatchedRows = Set<Int>()
         for (l, layer) in chosen.enumerated() {

@@ -93,3 +93,25 @@ struct TokensReference {
         return greedyIDs.count
     }
 }
+
+extension TokensReference {
+    /// Teacher-forced pass as llama.cpp's dump makes it: the prompt in one batch, then each greedy
+    /// token alone. Returns one logits row per position and, for MoE layers, the experts each row
+    /// chose (layer → rows → ids, in the gate's order).
+    func teacherForced(_ session: InferenceSession) throws -> (rows: [[Float]], chosen: [Int: [[Int]]]) {
+        let backend = session.model.backend, vocab = session.model.config.vocabularySize
+        var chosen: [Int: [[Int]]] = [:]
+        session.routingObserver = { event in
+            let k = event.gating.k
+            for r in 0..<event.rows { chosen[event.layer, default: []].append(event.selected[(r * k)..<(r * k + k)].map(Int.init)) }
+        }
+        defer { session.routingObserver = nil }
+        var rows: [[Float]] = []
+        let prompt = try backend.download(session.evaluate(promptIDs, logits: .all), offset: 0, count: promptIDs.count * vocab)
+        for r in 0..<promptIDs.count { rows.append(Array(prompt[(r * vocab)..<((r + 1) * vocab)])) }
+        for token in greedyIDs {
+            rows.append(try backend.download(session.evaluate([token], logits: .last), offset: 0, count: vocab))
+        }
+        return (rows, chosen)
+    }
+}
