@@ -2,7 +2,7 @@ import LLM
 
 /// llama.cpp's CPU backend quantizes a matmul's activations to the weight type's `vec_dot_type`
 /// before the dot product (ggml-cpu: quantize_row_q8_0 / q8_1 / q8_K, or f16). This reproduces
-/// that rounding, in place, row by row, for `CPUBackend(llamaCppActivationRounding: true)`.
+/// that rounding, in place, row by row, for `CPUBackend(int8Activations: true)`.
 enum ActivationRounding {
     static func apply(_ x: UnsafeMutableBufferPointer<Float>, weightType: GGMLType) {
         switch weightType {

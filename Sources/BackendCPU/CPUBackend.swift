@@ -49,21 +49,21 @@ public final class CPUBackend: Backend {
     /// Round activations before each matmul the way llama.cpp's CPU backend does (to the weight
     /// type's `vec_dot_type`: Q8_0/Q8_1 blocks, Q8_K super-blocks, or F16). Off by default: the oracle
     /// keeps f32. Tests turn it on to tell llama.cpp's rounding apart from a real discrepancy.
-    public let llamaCppActivationRounding: Bool
+    public let int8Activations: Bool
 
     /// Weight bytes streamed by `matmul` since creation (or the last reset): each call reads its
     /// whole weight once. Tests use it to show what a decode step touches (MoE: only k experts).
     public var matmulWeightBytesRead = 0
 
-    /// With `llamaCppActivationRounding`, matmuls of Q4_0/Q4_1/Q5_0/Q8_0 and K-quant weights run on
+    /// With `int8Activations`, matmuls of Q4_0/Q4_1/Q5_0/Q8_0 and K-quant weights run on
     /// int8 activations and integer dots (llama.cpp's way, and its speed) instead of the emulation.
-    private let int8MatVec = Int8MatVec()
+    private let int8MatMul = Int8MatMul()
 
-    public init(threads: Int? = nil, llamaCppActivationRounding: Bool = false) {
+    public init(threads: Int? = nil, int8Activations: Bool = false) {
         let count = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = count
         self.parallel = Parallel(threads: count)
-        self.llamaCppActivationRounding = llamaCppActivationRounding
+        self.int8Activations = int8Activations
     }
 
     deinit { scratch.forEach { $0.deallocate() } }
@@ -125,14 +125,14 @@ public final class CPUBackend: Backend {
         let columns = w.columns, outputs = w.rows
         matmulWeightBytesRead += w.byteCount
         var x = cpu(input)
-        if llamaCppActivationRounding, int8MatVec.run(w, x, rows: rows, y, threads: threads) { return }
-        if llamaCppActivationRounding {
+        if int8Activations, int8MatMul.run(w, x, rows: rows, y, threads: threads) { return }
+        if int8Activations {
             let copy = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
             copy.update(from: x, count: rows * columns)
             ActivationRounding.apply(UnsafeMutableBufferPointer(start: copy, count: rows * columns), weightType: w.type)
             x = copy
         }
-        defer { if llamaCppActivationRounding { x.deallocate() } }
+        defer { if int8Activations { x.deallocate() } }
         // Dequantize a tile of weight rows once into per-thread scratch, then reuse it for every
         // token, so dequantization is amortized over a batch. Decode (rows == 1) takes the same
         // path: each output is dotF32(dequantized row, x) whatever the batch, which is what makes
@@ -304,7 +304,7 @@ public final class CPUBackend: Backend {
 
     public func geglu(gate: BackendBuffer, up: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         let g = cpu(gate), u = cpu(up), y = cpu(output)
-        if llamaCppActivationRounding {
+        if int8Activations {
             // Rounds as llama.cpp does, and a table read is ~10x cheaper than tanh (Gemma 3's prompt
             // spent 15% of its time here).
             Self.geluF16Table.withUnsafeBufferPointer { table in
@@ -422,7 +422,7 @@ public final class CPUBackend: Backend {
     public func gelu(_ input: BackendBuffer, into output: BackendBuffer, count: Int) throws {
         let x = cpu(input), y = cpu(output)
         precondition(count <= min(input.count, output.count), "gelu of \(count) values over '\(input.label)'")
-        if llamaCppActivationRounding {
+        if int8Activations {
             Self.geluF16Table.withUnsafeBufferPointer { table in
                 parallel.forEach(count, granularity: 64, minimumPerThread: 4096) { range in
                     for i in range {

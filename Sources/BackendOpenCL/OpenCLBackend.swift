@@ -108,8 +108,8 @@ public final class OpenCLBackend: Backend {
     public var allocatedBytes: Int { runtime.ledger.usedBytes }
 
     /// The weight formats the matmul and embedding kernels read in place from their GGUF blocks:
-    /// the core set plus Q5_0, Q5_1 and the K-quants Q4_K, Q5_K, Q6_K.
-    public static let weightTypes: Set<GGMLType> = Quantization.supportedWeightTypes.union([.q5_0, .q5_1, .q4_K, .q5_K, .q6_K])
+    /// every format the reference decoder handles.
+    public static let weightTypes: Set<GGMLType> = Quantization.decodableWeightTypes
 
     /// Only ops with an OpenCL kernel here. The switch is exhaustive (every op has a kernel today), so
     /// whoever adds an op to `BackendOp` must decide here whether this backend runs it.

@@ -44,7 +44,7 @@ struct EngineOptions: ParsableArguments {
     func makeBackend() throws -> Backend {
         switch backend {
         case .cpu:
-            return CPUBackend(threads: threads, llamaCppActivationRounding: cpuActivations == .int8)
+            return CPUBackend(threads: threads, int8Activations: cpuActivations == .int8)
         case .opencl:
             // Errors (no platform, no such device, too little memory) propagate: never a CPU fallback.
             return try makeOpenCLBackend(device: device)

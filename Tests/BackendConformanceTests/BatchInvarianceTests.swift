@@ -34,8 +34,8 @@ final class BatchInvarianceTests: XCTestCase {
     }
 
     func testCPUInt8() throws {
-        try tiny(CPUBackend(threads: 1, llamaCppActivationRounding: true),
-                 other: CPUBackend(threads: 2, llamaCppActivationRounding: true), "CPU int8, threads 1 and 2")
+        try tiny(CPUBackend(threads: 1, int8Activations: true),
+                 other: CPUBackend(threads: 2, int8Activations: true), "CPU int8, threads 1 and 2")
     }
 
     func testCPUF32() throws {
@@ -43,8 +43,8 @@ final class BatchInvarianceTests: XCTestCase {
     }
 
     func testSmolLM2CPUInt8() throws {
-        try smolLM2(CPUBackend(threads: 1, llamaCppActivationRounding: true),
-                    other: CPUBackend(threads: 2, llamaCppActivationRounding: true), "CPU int8, threads 1 and 2")
+        try smolLM2(CPUBackend(threads: 1, int8Activations: true),
+                    other: CPUBackend(threads: 2, int8Activations: true), "CPU int8, threads 1 and 2")
     }
 
     func testSmolLM2CPUF32() throws {

@@ -95,7 +95,7 @@ final class FamiliesGoldenTests: XCTestCase {
         let reference = try TokensReference(path: Fixtures.families(name + ".tokens.txt"))
         let expected = try NPYArray(path: Fixtures.families(name + ".logits.npy"))
         let model = try Model.load(path: Fixtures.families(name + ".gguf"),
-                                   backend: CPUBackend(threads: 2, llamaCppActivationRounding: rounding))
+                                   backend: CPUBackend(threads: 2, int8Activations: rounding))
         let session = try InferenceSession(model: model, contextLength: 128)
         let vocab = model.config.vocabularySize
         XCTAssertEqual(expected.shape, [reference.sequence.count, vocab])

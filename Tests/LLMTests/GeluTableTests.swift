@@ -2,7 +2,7 @@ import XCTest
 import LLM
 import BackendCPU
 
-/// GeGLU with `llamaCppActivationRounding` reads GELU from an f16 table, as llama.cpp's CPU backend
+/// GeGLU with `int8Activations` reads GELU from an f16 table, as llama.cpp's CPU backend
 /// does: gelu(f16(x)) rounded to f16 for −10 < x < 10, 0 below, x above. The reference here is the
 /// same definition computed in Double; the table computes GELU in Float (as llama.cpp does) before
 /// rounding to f16, so the two may differ by one f16 step (2^−10 relative) where the Float value
@@ -26,7 +26,7 @@ final class GeluTableTests: XCTestCase {
         var gate = (0..<20_000).map { _ in Float(rng.nextUnit() * 30 - 15) }  // includes |x| ≥ 10
         gate += [-10, 10, -9.999, 9.999, 0, -0.0, 1e-8, -1e-8, 65000, -65000]
         let up = gate.map { _ in Float(rng.nextUnit() * 4 - 2) }
-        let got = try geglu(CPUBackend(threads: 2, llamaCppActivationRounding: true), gate, up)
+        let got = try geglu(CPUBackend(threads: 2, int8Activations: true), gate, up)
         for i in gate.indices {
             let x = gate[i]
             let want: Double

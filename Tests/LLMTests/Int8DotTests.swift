@@ -3,7 +3,7 @@ import LLM
 import BackendCPU
 import CPUKernels
 
-/// The int8 decode fast path (`CPUBackend(llamaCppActivationRounding: true)`, rows == 1): activations
+/// The int8 decode fast path (`CPUBackend(int8Activations: true)`, rows == 1): activations
 /// quantized once to Q8 blocks (Q8_K super-blocks for the K-quants), integer dots in CPUKernels. It must agree with the f32 emulation of
 /// the same rounding (ActivationRounding, then the f32 dot): the integer block sums are exact, so
 /// only the order of the float scaling differs. Tolerance: |fast − emulated| ≤ 1e-5 · Σ|w·x'|
@@ -95,7 +95,7 @@ final class Int8DotTests: XCTestCase {
     /// pairs).
     func testBatchMatchesEmulatedRounding() throws {
         var rng = SplitMix(seed: 91)
-        let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
+        let fast = CPUBackend(threads: 2, int8Activations: true)
         let f32 = CPUBackend(threads: 2)
         for type in types {
             for rows in [1, 6, 37, 70] {
@@ -128,7 +128,7 @@ final class Int8DotTests: XCTestCase {
 
     func testFastPathMatchesEmulatedRounding() throws {
         var rng = SplitMix(seed: 88)
-        let fast = CPUBackend(threads: 2, llamaCppActivationRounding: true)
+        let fast = CPUBackend(threads: 2, int8Activations: true)
         let f32 = CPUBackend(threads: 2)
         for type in types {
             // 257 rows: enough for the fast path to split rows over its two threads.
@@ -161,14 +161,14 @@ final class Int8DotTests: XCTestCase {
     func testBatchEqualsDecodeBitForBit() throws {
         var rng = SplitMix(seed: 17)
         let backends = [true, false].flatMap { int8 in
-            [1, 2].map { CPUBackend(threads: $0, llamaCppActivationRounding: int8) }
+            [1, 2].map { CPUBackend(threads: $0, int8Activations: int8) }
         }
         for type in types + [.q5_1, .f16, .f32] {
             let rows = 37, columns = isK(type) ? 768 : 160, tokens = 33
             let bytes = randomRow(type, rows: rows, columns: columns, &rng)
             let input = (0..<tokens).flatMap { _ in randomInput(columns, &rng) }
             for backend in backends {
-                let label = "\(type), \(backend.llamaCppActivationRounding ? "int8" : "f32"), \(backend.threads) threads"
+                let label = "\(type), \(backend.int8Activations ? "int8" : "f32"), \(backend.threads) threads"
                 let alone = try (0..<tokens).map { t in
                     try matmul(backend, type, bytes, rows: rows, columns: columns, Array(input[(t * columns)..<((t + 1) * columns)]))
                 }

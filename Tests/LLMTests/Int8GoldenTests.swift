@@ -3,7 +3,7 @@ import XCTest
 import LLM
 import BackendCPU
 
-/// The int8 mode (`CPUBackend(llamaCppActivationRounding: true)`, the CLI's default) is meant to
+/// The int8 mode (`CPUBackend(int8Activations: true)`, the CLI's default) is meant to
 /// round as llama.cpp's CPU backend does, so over the visible real prompts its logits must land
 /// closer to llama.cpp's than the exact f32 oracle's. What holds today: mean |Δ| over llama.cpp's
 /// top-5 logits below f32's and max |Δ| no larger. Issue 13's goal, mean at most half of f32's, is
@@ -34,7 +34,7 @@ final class Int8GoldenTests: XCTestCase {
 
     private func check(_ golden: RealModelGolden) throws {
         let f32 = try Self.differences(golden, golden.load(backend: CPUBackend()))
-        let int8 = try Self.differences(golden, golden.load(backend: CPUBackend(llamaCppActivationRounding: true)))
+        let int8 = try Self.differences(golden, golden.load(backend: CPUBackend(int8Activations: true)))
         func line(_ d: [(max: Float, mean: Double)]) -> String {
             d.map { String(format: "%.3f / %.4f", $0.max, $0.mean) }.joined(separator: ", ")
         }

@@ -14,7 +14,7 @@ final class MoETests: XCTestCase {
 
     /// F32: max |diff| 1e-4 (an exact pass is within 6.6e-6). Q8_0 as the dense Q8_0 models: llama.cpp
     /// rounds activations to Q8_0 blocks before each quantized matmul and we keep f32, which flips 2 of
-    /// 224 (row, layer) expert choices; with `llamaCppActivationRounding` the choices all agree.
+    /// 224 (row, layer) expert choices; with `int8Activations` the choices all agree.
     func testTinyMoEF32MatchesLlamaCpp() throws {
         try checkGolden("tiny-moe-f32", backend: CPUBackend(threads: 2), maxDiff: 1e-4, meanDiff: 1e-5, routingMismatches: 0)
     }
@@ -24,7 +24,7 @@ final class MoETests: XCTestCase {
     }
 
     func testTinyMoEQ8_0WithLlamaCppRoundingRoutesIdentically() throws {
-        try checkGolden("tiny-moe-q8_0", backend: CPUBackend(threads: 2, llamaCppActivationRounding: true),
+        try checkGolden("tiny-moe-q8_0", backend: CPUBackend(threads: 2, int8Activations: true),
                         maxDiff: 0.2, meanDiff: 0.01, routingMismatches: 0)
     }
 
@@ -67,7 +67,7 @@ final class MoETests: XCTestCase {
             }
         }
         let mean = Float(total / Double(rows.count * vocab))
-        print("\(name) (\(backend.llamaCppActivationRounding ? "llama.cpp rounding" : "f32 activations")): max |diff| \(worst), mean \(mean), top-1 max \(topWorst)")
+        print("\(name) (\(backend.int8Activations ? "llama.cpp rounding" : "f32 activations")): max |diff| \(worst), mean \(mean), top-1 max \(topWorst)")
         XCTAssertLessThanOrEqual(worst, maxDiff)
         XCTAssertLessThanOrEqual(mean, meanDiff)
 

@@ -12,7 +12,7 @@ import BackendCPU
 /// f16 lookup table, so Gemma gets 1.5. We require |Δ| ≤ `maxLogitDiff` for each of llama.cpp's
 /// top-5 logits, mean |Δ| ≤ 0.35 over them, and llama.cpp's top-1 token wherever its own top-2 gap is
 /// ≥ 0.3. Where the f32 engine flips such a position (Qwen2.5, one position with a gap of 0.46), the
-/// top-1 and greedy checks run with `CPUBackend(llamaCppActivationRounding: true)`, which reproduces
+/// top-1 and greedy checks run with `CPUBackend(int8Activations: true)`, which reproduces
 /// llama.cpp's rounding: then the logits agree to 0.26 and every top-1 matches, which shows the flip
 /// is llama.cpp's rounding and not an error here.
 struct RealModelGolden {
@@ -146,14 +146,14 @@ final class Qwen25GoldenTests: XCTestCase {
     func testLogits() throws { try RealModelGolden.qwen25.checkLogits(model(), checkTopOne: false) }
     /// With llama.cpp's activation rounding: logits within 0.5, every top-1 and the greedy ids agree.
     func testTopOneAndGreedyWithLlamaCppRounding() throws {
-        let rounded = try RealModelGolden.qwen25.load(backend: CPUBackend(llamaCppActivationRounding: true))
+        let rounded = try RealModelGolden.qwen25.load(backend: CPUBackend(int8Activations: true))
         try RealModelGolden.qwen25.checkLogits(rounded, maxDiff: 0.5)
         try RealModelGolden.qwen25.checkGreedy(rounded)
     }
     func testPerplexity() throws { try RealModelGolden.qwen25.checkPerplexity(model()) }
     /// The CLI's default, int8 activations: Q5_0, Q8_0 and K-quant integer kernels end to end.
     func testPerplexityWithInt8Activations() throws {
-        try RealModelGolden.qwen25.checkPerplexity(RealModelGolden.qwen25.load(backend: CPUBackend(llamaCppActivationRounding: true)))
+        try RealModelGolden.qwen25.checkPerplexity(RealModelGolden.qwen25.load(backend: CPUBackend(int8Activations: true)))
     }
 }
 
@@ -178,7 +178,7 @@ final class Gemma3GoldenTests: XCTestCase {
     /// against 1.15 and 0.22 in f32; Gemma keeps other differences from llama.cpp's graph) and
     /// perplexity within 1%.
     func testInt8ActivationsAgainstLlamaCpp() throws {
-        let int8 = try RealModelGolden.gemma3.load(backend: CPUBackend(llamaCppActivationRounding: true))
+        let int8 = try RealModelGolden.gemma3.load(backend: CPUBackend(int8Activations: true))
         try RealModelGolden.gemma3.checkGreedy(int8)
         try RealModelGolden.gemma3.checkLogits(int8)
         try RealModelGolden.gemma3.checkPerplexity(int8)

@@ -27,6 +27,6 @@ final class SmolLM2GoldenTests: XCTestCase {
     func testPerplexityWithinOnePercentOfLlamaCpp() throws { try RealModelGolden.smolLM2.checkPerplexity(model()) }
     /// The CLI's default, int8 activations and integer kernels end to end (prompt batches included).
     func testPerplexityWithInt8ActivationsWithinOnePercent() throws {
-        try RealModelGolden.smolLM2.checkPerplexity(RealModelGolden.smolLM2.load(backend: CPUBackend(llamaCppActivationRounding: true)))
+        try RealModelGolden.smolLM2.checkPerplexity(RealModelGolden.smolLM2.load(backend: CPUBackend(int8Activations: true)))
     }
 }

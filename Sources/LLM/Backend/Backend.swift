@@ -1,7 +1,7 @@
 import Foundation
 
 // The protocol every compute backend implements (CPU, OpenCL, Vulkan). The forward pass is
-// written once against it (Runtime/Transformer.swift); a backend only supplies buffers and ops.
+// written once against it (Runtime/InferenceSession.swift); a backend only supplies buffers and ops.
 //
 // Conventions shared by every op:
 // - Activations are f32, row-major `[rows, width]`: one row per token of the batch.

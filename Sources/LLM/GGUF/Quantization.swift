@@ -13,11 +13,9 @@ public func bfloat16ToFloat(_ bits: UInt16) -> Float {
 }
 
 public enum Quantization {
-    /// The first formats every backend implements (what a GPU backend may answer `supports` with
-    /// until it has kernels for more).
-    public static let supportedWeightTypes: Set<GGMLType> = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1]
     /// Every format the reference decoder (and so the CPU backend) handles.
-    public static let decodableWeightTypes: Set<GGMLType> = supportedWeightTypes.union([.q5_0, .q5_1, .q4_K, .q5_K, .q6_K])
+    public static let decodableWeightTypes: Set<GGMLType> = [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1,
+                                                             .q5_0, .q5_1, .q4_K, .q5_K, .q6_K]
 
     /// Dequantizes `count` elements (a multiple of the block size) starting at `source`.
     public static func dequantize(_ type: GGMLType, _ source: UnsafeRawPointer, count: Int,

@@ -51,7 +51,7 @@ public struct ModelConfig: Sendable, Equatable {
 
     public var attentionShape: AttentionShape { attentionShape(layer: 0) }
 
-    /// Reads the keys every llama-like architecture shares. `prefix` is the architecture name.
+    /// Reads the keys every llama-like architecture shares. `architecture` prefixes every key (`llama.block_count`).
     /// `normEpsilonKey`: gpt2 writes `attention.layer_norm_epsilon`. `valueLengthMustMatch`: false
     /// where key_length and value_length describe something other than the heads (deepseek2's cache).
     public init(gguf: GGUFFile, architecture: String, ropeStyle: RopeStyle,

@@ -6,7 +6,7 @@ import LLM
 /// the K-quants: the rounding `ActivationRounding` reproduces in f32), then each weight row is
 /// dotted with integer SIMD (CPUKernels). Only the order of the float scaling and additions differs
 /// from the f32-emulated path: the integer block sums are exact.
-final class Int8MatVec {
+final class Int8MatMul {
     private var activations: UnsafeMutableRawPointer?
     private var capacity = 0
 
