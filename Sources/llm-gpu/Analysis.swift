@@ -8,11 +8,35 @@ struct Tokenize: ParsableCommand {
 
     @OptionGroup var modelOption: ModelOption
     @Option(help: "The text to tokenize (BOS is added if the model adds it; special tokens are parsed).")
-    var text: String
+    var text: String?
+    @Option(help: "Tokenize this file's text instead (UTF-8; - reads stdin).")
+    var file: String?
     @Flag(help: "Print {\"tokens\": [ids]}.")
     var json = false
 
+    func validate() throws {
+        if (text == nil) == (file == nil) { throw ValidationError("give exactly one of --text and --file") }
+    }
+
+    /// The text to tokenize: `--text`, or the whole of `--file` (stdin for `-`), which must be UTF-8.
+    func input() throws -> String {
+        if let text { return text }
+        let path = file ?? "-"
+        let data: Data
+        if path == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else {
+            guard let contents = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read --file \(path)") }
+            data = contents
+        }
+        guard let string = String(data: data, encoding: .utf8) else {
+            throw CLIError("--file \(path) is not UTF-8 text")
+        }
+        return string
+    }
+
     func run() throws {
+        let text = try input()
         // Only the vocabulary is needed: no weights are uploaded.
         let tokenizer = try Tokenizer(gguf: GGUFFile(path: modelOption.resolve()))
         let tokens = tokenizer.encode(text)
@@ -32,7 +56,7 @@ struct Logits: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @Option(help: "Comma-separated token ids.")
     var tokens: String
-    @Option(help: "How many (id, logit) pairs per position.")
+    @Option(parsing: .unconditional, help: "How many (id, logit) pairs per position.")
     var top: Int = 5
     @Flag(help: "Print {\"positions\": [{\"token\", \"top\": [{\"id\", \"logit\"}]}]}.")
     var json = false

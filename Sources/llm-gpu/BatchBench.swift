@@ -15,15 +15,15 @@ struct BatchBench: ParsableCommand {
     @OptionGroup var engine: EngineOptions
     @Option(help: "Concurrent request counts to compare, comma-separated.")
     var clients: String = "1,4,8"
-    @Option(help: "Prompt tokens per request.")
+    @Option(parsing: .unconditional, help: "Prompt tokens per request.")
     var promptTokens: Int = 128
-    @Option(help: "Generated tokens per request.")
+    @Option(parsing: .unconditional, help: "Generated tokens per request.")
     var genTokens: Int = 64
-    @Option(help: "Tokens one engine step evaluates at most.")
+    @Option(parsing: .unconditional, help: "Tokens one engine step evaluates at most.")
     var stepTokens: Int = 512
-    @Option(help: "Shared prefix length of the prefix-cache test (0 skips it).")
+    @Option(parsing: .unconditional, help: "Shared prefix length of the prefix-cache test (0 skips it).")
     var prefixTokens: Int = 400
-    @Option(help: "Measured runs of each test, after one warm-up run.")
+    @Option(parsing: .unconditional, help: "Measured runs of each test, after one warm-up run.")
     var repetitions: Int = 3
 
     func validate() throws {

@@ -11,11 +11,11 @@ struct Bench: ParsableCommand {
 
     @OptionGroup var modelOption: ModelOption
     @OptionGroup var engine: EngineOptions
-    @Option(help: "Prompt length of the pp test (0 skips it).")
+    @Option(parsing: .unconditional, help: "Prompt length of the pp test (0 skips it).")
     var promptTokens: Int = 512
-    @Option(help: "Decode steps of the tg test (0 skips it).")
+    @Option(parsing: .unconditional, help: "Decode steps of the tg test (0 skips it).")
     var genTokens: Int = 128
-    @Option(help: "Measured runs per test, after one warm-up run.")
+    @Option(parsing: .unconditional, help: "Measured runs per test, after one warm-up run.")
     var repetitions: Int = 5
     @Flag(help: "Print a JSON array with one object per test.")
     var json = false
@@ -39,7 +39,7 @@ struct Bench: ParsableCommand {
         var rows: [BenchRow] = []
         let base = BenchRow(model: model.config.name, modelType: modelType(model), sizeBytes: model.weightBytes,
                             parameters: model.parameterCount, backend: model.backend.name,
-                            device: model.backend.deviceDescription, threads: engine.threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                            device: model.backend.deviceDescription, threads: min(engine.threads ?? ProcessInfo.processInfo.activeProcessorCount, ProcessInfo.processInfo.activeProcessorCount),
                             test: "", tokens: 0, tokensPerS: 0, stddev: 0, samples: [],
                             bytesPerToken: nil, bandwidthGBPerS: nil)
         if promptTokens > 0 {

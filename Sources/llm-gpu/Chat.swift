@@ -17,7 +17,7 @@ struct Chat: ParsableCommand {
     @Option(help: "The system prompt (default: the template's own, if any).")
     var system: String?
 
-    @Option(help: "Most tokens per reply.")
+    @Option(parsing: .unconditional, help: "Most tokens per reply.")
     var maxTokens: Int = 512
 
     @OptionGroup(title: "Sampling (chain order: penalties, top-k, top-p, min-p, temperature)")

@@ -19,16 +19,16 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Compute backend: \(BackendChoice.allCases.map(\.rawValue).joined(separator: ", ")).")
     var backend: BackendChoice = .cpu
 
-    @Option(help: "Device index for GPU backends (see `llm-gpu devices`).")
+    @Option(parsing: .unconditional, help: "Device index for GPU backends (see `llm-gpu devices`).")
     var device: Int?
 
-    @Option(help: "CPU threads (default: all cores).")
+    @Option(parsing: .unconditional, help: "CPU threads (default: all cores).")
     var threads: Int?
 
     @Option(help: "CPU activations for quantized matmuls: int8 (8-bit blocks and integer dots, as llama.cpp; fast) or f32 (exact: the oracle the GPU backends are tested against).")
     var cpuActivations: CPUActivations = .int8
 
-    @Option(help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
+    @Option(parsing: .unconditional, help: "Context length in tokens: the KV cache capacity (default: min(model's, 4096)).")
     var context: Int?
 
     @Flag(help: "Time every op by kind and print the table to stderr: device timestamps on OpenCL and Vulkan, else the host clock with each op synchronized.")
@@ -41,10 +41,22 @@ struct EngineOptions: ParsableArguments {
         if backend == .cpu, device != nil { throw ValidationError("--device applies to GPU backends, not --backend cpu") }
     }
 
+    /// `--threads`, clamped to the cores this process may use (more threads than cores only
+    /// contend); says so on stderr when it clamps.
+    var cpuThreads: Int? {
+        guard let threads else { return nil }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if threads > cores {
+            printError("note: --threads \(threads) is more than the \(cores) cores here; using \(cores)")
+            return cores
+        }
+        return threads
+    }
+
     func makeBackend() throws -> Backend {
         switch backend {
         case .cpu:
-            return CPUBackend(threads: threads, int8Activations: cpuActivations == .int8)
+            return CPUBackend(threads: cpuThreads, int8Activations: cpuActivations == .int8)
         case .opencl:
             // Errors (no platform, no such device, too little memory) propagate: never a CPU fallback.
             return try makeOpenCLBackend(device: device)
@@ -56,10 +68,31 @@ struct EngineOptions: ParsableArguments {
 
     /// Loads the model and opens a session with the requested context.
     func open(modelPath: String) throws -> (Model, InferenceSession) {
+        let model = try loadModel(path: modelPath)
+        let length = contextLength(for: model)
+        let session = try InferenceSession(model: model, contextLength: length)
+        warnIfBeyondTrainedContext(length, model: model)
+        return (model, session)
+    }
+
+    /// Loads the model onto the chosen backend (profiled with `--profile`), with no KV cache.
+    func loadModel(path: String) throws -> Model {
         let backend = try makeBackend()
-        let model = try Model.load(path: modelPath, backend: profile ? ProfilingBackend(backend) : backend)
-        let length = context ?? min(model.config.trainedContext, 4096)
-        return (model, try InferenceSession(model: model, contextLength: length))
+        return try Model.load(path: path, backend: profile ? ProfilingBackend(backend) : backend)
+    }
+
+    /// `--context`, else min(the model's trained context, 4096).
+    func contextLength(for model: Model) -> Int {
+        context ?? min(model.config.trainedContext, 4096)
+    }
+}
+
+/// A context past the model's trained length is allowed (RoPE extrapolates, quality degrades), with
+/// one line on stderr, as llama.cpp warns: once the cache is allocated, so a refused one is one error line.
+func warnIfBeyondTrainedContext(_ context: Int, model: Model) {
+    let trained = model.config.trainedContext
+    if context > trained {
+        printError("warning: --context \(context) is beyond the \(trained) tokens the model was trained on; output may degrade past \(trained)")
     }
 }
 

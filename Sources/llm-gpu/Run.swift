@@ -15,7 +15,7 @@ struct Run: ParsableCommand {
     @Option(help: "Read the prompt from a file.")
     var promptFile: String?
 
-    @Option(help: "Most tokens to generate.")
+    @Option(parsing: .unconditional, help: "Most tokens to generate.")
     var maxTokens: Int = 128
 
     @Flag(help: "Print one JSON object instead of streaming text.")
@@ -49,14 +49,26 @@ struct Run: ParsableCommand {
 
     func run() throws {
         var text = try promptText()
-        let (model, session) = try engine.open(modelPath: modelOption.resolve())
+        let model = try engine.loadModel(path: modelOption.resolve())
         if chat { text = try ChatTemplate(gguf: model.gguf).render(user: text, system: system) }
         let promptTokens = model.tokenizer.encode(text)
         let strategy = beam.strategy ?? sampling.strategy
         let options = GenerationOptions(maxTokens: maxTokens, strategy: strategy, stopSequences: stop)
-        let generation = try Generator(session: session).generate(prompt: promptTokens, options: options) { piece in
-            if !json {
-                FileHandle.standardOutput.write(Data(piece.utf8))
+        let generation: Generation
+        if case .beamSearch(let parameters) = strategy {
+            // Beams run on their own paged pool: no contiguous cache of the whole context is allocated.
+            let length = engine.contextLength(for: model)
+            warnIfBeyondTrainedContext(length, model: model)
+            generation = try Generator.beamSearch(model: model, prompt: promptTokens, options: options, parameters: parameters,
+                                                  contextLength: length)
+        } else {
+            let length = engine.contextLength(for: model)
+            let session = try InferenceSession(model: model, contextLength: length)
+            warnIfBeyondTrainedContext(length, model: model)
+            generation = try Generator(session: session).generate(prompt: promptTokens, options: options) { piece in
+                if !json {
+                    FileHandle.standardOutput.write(Data(piece.utf8))
+                }
             }
         }
         let t = generation.timings
@@ -129,23 +141,23 @@ struct RunOutput: Encodable {
 
 /// Sampling flags; `--temperature 0` (the default) is greedy decoding.
 struct SamplingOptions: ParsableArguments {
-    @Option(help: "Temperature; 0 picks the most probable token (greedy).")
+    @Option(parsing: .unconditional, help: "Temperature; 0 picks the most probable token (greedy).")
     var temperature: Float = 0
-    @Option(help: "Keep the K most probable tokens (0 = off).")
+    @Option(parsing: .unconditional, help: "Keep the K most probable tokens (0 = off).")
     var topK: Int = 0
-    @Option(help: "Keep the most probable tokens up to cumulative probability P (1 = off).")
+    @Option(parsing: .unconditional, help: "Keep the most probable tokens up to cumulative probability P (1 = off).")
     var topP: Float = 1
-    @Option(help: "Drop tokens below P × the top probability (0 = off).")
+    @Option(parsing: .unconditional, help: "Drop tokens below P × the top probability (0 = off).")
     var minP: Float = 0
-    @Option(help: "Divide positive (multiply negative) logits of recent tokens by this (1 = off).")
+    @Option(parsing: .unconditional, help: "Divide positive (multiply negative) logits of recent tokens by this (1 = off).")
     var repeatPenalty: Float = 1
-    @Option(help: "Subtract from the logit of each recent token once (0 = off).")
+    @Option(parsing: .unconditional, help: "Subtract from the logit of each recent token once (0 = off).")
     var presencePenalty: Float = 0
-    @Option(help: "Subtract from the logit of each recent token per occurrence (0 = off).")
+    @Option(parsing: .unconditional, help: "Subtract from the logit of each recent token per occurrence (0 = off).")
     var frequencyPenalty: Float = 0
-    @Option(help: "How many recent tokens the penalties consider.")
+    @Option(parsing: .unconditional, help: "How many recent tokens the penalties consider.")
     var penaltyLastN: Int = 64
-    @Option(help: "Seed of the sampler; the same seed gives the same tokens.")
+    @Option(parsing: .unconditional, help: "Seed of the sampler; the same seed gives the same tokens.")
     var seed: UInt64 = 0
 
     func validate() throws {
@@ -173,19 +185,21 @@ extension LengthNormalization: ExpressibleByArgument {}
 extension EarlyStopping: ExpressibleByArgument {}
 
 struct BeamOptions: ParsableArguments {
-    @Option(help: "Beam search with N beams (1 equals greedy).")
+    @Option(parsing: .unconditional, help: "Beam search with N beams (1 equals greedy; at most \(BeamSearchParameters.maximumBeams)).")
     var beams: Int?
-    @Option(help: "α in the length term.")
+    @Option(parsing: .unconditional, help: "α in the length term.")
     var lengthPenalty: Double = 1
     @Option(help: "Length term: power (L^α) or gnmt (((5 + L) / 6)^α).")
     var lengthNorm: LengthNormalization = .power
     @Option(help: "true: stop at N finished; false: stop when no live beam can win at its length; never: ... at max length.")
     var earlyStopping: EarlyStopping = .false
-    @Option(help: "Return the K best finished hypotheses.")
+    @Option(parsing: .unconditional, help: "Return the K best finished hypotheses.")
     var numReturn: Int = 1
 
     func validate() throws {
-        if let beams, beams < 1 { throw ValidationError("--beams must be at least 1, got \(beams)") }
+        if let beams, beams < 1 || beams > BeamSearchParameters.maximumBeams {
+            throw ValidationError("--beams must be in 1...\(BeamSearchParameters.maximumBeams), got \(beams)")
+        }
         if numReturn < 1 { throw ValidationError("--num-return must be at least 1") }
         if numReturn > (beams ?? 1) { throw ValidationError("--num-return \(numReturn) needs at least as many --beams") }
         if !lengthPenalty.isFinite { throw ValidationError("--length-penalty must be a number") }

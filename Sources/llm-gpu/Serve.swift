@@ -21,13 +21,13 @@ struct Serve: ParsableCommand {
     @Option(help: "Address to listen on (loopback by default; 0.0.0.0 for every interface).")
     var host = "127.0.0.1"
 
-    @Option(help: "TCP port (0: any free port; the bound one is printed on stderr).")
+    @Option(parsing: .unconditional, help: "TCP port (0: any free port; the bound one is printed on stderr).")
     var port = 8080
 
-    @Option(help: "Sequences decoding at once.")
+    @Option(parsing: .unconditional, help: "Sequences decoding at once.")
     var parallel = 8
 
-    @Option(help: "Requests that may wait beyond --parallel before the server answers 429.")
+    @Option(parsing: .unconditional, help: "Requests that may wait beyond --parallel before the server answers 429.")
     var queue = 64
 
     @Option(help: "Require `Authorization: Bearer KEY` on every route but /health.")

@@ -27,6 +27,10 @@ public enum EarlyStopping: String, Sendable, CaseIterable {
 }
 
 public struct BeamSearchParameters: Sendable, Equatable {
+    /// The most beams one search may run (memory bounds it too, checked before allocating): enough to
+    /// cover a small vocabulary exhaustively, while memory and time grow linearly with it.
+    public static let maximumBeams = 1024
+
     public var beams: Int
     /// α in the length term.
     public var lengthPenalty: Double
@@ -83,14 +87,25 @@ public struct BeamSearch {
             throw ModelError.promptTooLong(tokens: prompt.count + maxTokens, context: contextLength)
         }
         let n = max(1, p.beams), vocab = model.config.vocabularySize, tokenizer = model.tokenizer
+        guard n <= BeamSearchParameters.maximumBeams else {
+            throw ModelError.tooManyBeams(beams: n, limit: BeamSearchParameters.maximumBeams)
+        }
         let blockSize = Self.blockSize
         let promptBlocks = (prompt.count + blockSize - 1) / blockSize
         // Each beam needs its own blocks for at most maxTokens positions, plus one copied partial block.
+        let blockCount = promptBlocks + n * ((maxTokens + blockSize - 1) / blockSize + 2)
+        let width = model.config.kvHeads * model.config.headDim, graphRows = max(n, 128)
+        // Checked here, before any allocation, so the message names what the user asked for (beams), not --context.
+        let (kvBytes, kvOverflow) = (blockCount * blockSize).multipliedReportingOverflow(by: width * 8 * model.config.layers)
+        let (bytes, overflow) = kvBytes.addingReportingOverflow(2 * graphRows * vocab * MemoryLayout<Float>.size)
+        if kvOverflow || overflow || model.backend.memoryCapacity.map({ UInt64(bytes) > $0 }) == true {
+            throw ModelError.beamsTooLarge(beams: n, tokens: maxTokens, bytes: kvOverflow || overflow ? .max : bytes,
+                                           available: model.backend.memoryCapacity ?? 0, backend: model.backend.name)
+        }
         let pool = try BlockPool(backend: model.backend, layers: model.config.layers, blockSize: blockSize,
-                                 blockCount: promptBlocks + n * ((maxTokens + blockSize - 1) / blockSize + 2),
-                                 width: model.config.kvHeads * model.config.headDim)
+                                 blockCount: blockCount, width: width)
         // The graph's own contiguous cache stays unused (one position); keys and values go to the pool.
-        let graph = try InferenceSession(model: model, contextLength: 1, rows: max(n, 128))
+        let graph = try InferenceSession(model: model, contextLength: 1, rows: graphRows)
         let clock = ContinuousClock()
         var timings = Timings()
 

@@ -79,6 +79,21 @@ public struct Generator {
         self.session = session
     }
 
+    /// Beam search needs no session: it runs on its own paged pool, sized for `parameters.beams`
+    /// beams of `options.maxTokens` tokens after `prompt` (which, with them, must fit `contextLength`).
+    /// The best hypothesis is known only at the end, so nothing streams; the caller prints completions.
+    public static func beamSearch(model: Model, prompt: [Int32], options: GenerationOptions,
+                                  parameters: BeamSearchParameters, contextLength: Int) throws -> Generation {
+        let result = try BeamSearch(model: model).run(
+            prompt: prompt, maxTokens: options.maxTokens, parameters: parameters,
+            stopAtEndOfGeneration: options.stopAtEndOfGeneration, contextLength: contextLength)
+        let completions = result.hypotheses.map {
+            Completion(tokens: $0.tokens, text: $0.text, finishReason: $0.finishReason, logprob: $0.logprob, score: $0.score)
+        }
+        return Generation(completions: completions, timings: result.timings,
+                          peakKVBytes: result.peakKVBytes, contiguousKVBytes: result.contiguousKVBytes)
+    }
+
     /// Generates after `prompt` (already tokenized; the session's cache is reset first).
     /// `onText` receives text as soon as it is whole UTF-8.
     public func generate(prompt: [Int32], options: GenerationOptions, onText: (String) -> Void = { _ in }) throws -> Generation {
@@ -91,15 +106,8 @@ public struct Generator {
     func generate(prompt: [Int32], reusing: Int, options: GenerationOptions, interrupt: () -> Bool,
                   onText: (String) -> Void) throws -> Generation {
         if case .beamSearch(let parameters) = options.strategy {
-            // The best hypothesis is known only at the end, so nothing streams; the caller prints completions.
-            let result = try BeamSearch(model: session.model).run(
-                prompt: prompt, maxTokens: options.maxTokens, parameters: parameters,
-                stopAtEndOfGeneration: options.stopAtEndOfGeneration, contextLength: session.cache.capacity)
-            let completions = result.hypotheses.map {
-                Completion(tokens: $0.tokens, text: $0.text, finishReason: $0.finishReason, logprob: $0.logprob, score: $0.score)
-            }
-            return Generation(completions: completions, timings: result.timings,
-                              peakKVBytes: result.peakKVBytes, contiguousKVBytes: result.contiguousKVBytes)
+            return try Self.beamSearch(model: session.model, prompt: prompt, options: options, parameters: parameters,
+                                       contextLength: session.cache.capacity)
         }
         let tokenizer = session.model.tokenizer
         precondition(reusing >= 0 && reusing < max(prompt.count, 1) && reusing <= session.position, "reusing \(reusing) of \(prompt.count)")

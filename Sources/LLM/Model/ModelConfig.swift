@@ -176,6 +176,9 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     /// A learned position table (gpt2) has no row for positions at or past its length.
     case contextBeyondPositions(context: Int, positions: Int)
     case invalidLogitRows(rows: [Int], tokens: Int, batchSize: Int)
+    case tooManyBeams(beams: Int, limit: Int)
+    /// Beam search's paged KV cache and logits for `beams` beams of `tokens` new tokens do not fit.
+    case beamsTooLarge(beams: Int, tokens: Int, bytes: Int, available: UInt64, backend: String)
 
     public var description: String {
         switch self {
@@ -203,6 +206,11 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
             return "a context of \(context) tokens is longer than the model's \(positions) learned positions; lower --context"
         case let .invalidLogitRows(rows, tokens, batchSize):
             return "logits for rows \(rows) of \(tokens) tokens: each row must be in 0..<\(tokens), and at most \(batchSize) tokens"
+        case let .tooManyBeams(beams, limit):
+            return "--beams \(beams) is more than the limit of \(limit) beams"
+        case let .beamsTooLarge(beams, tokens, bytes, available, backend):
+            let need = bytes == .max ? "more than can be counted" : "\(bytes / (1 << 20)) MiB"
+            return "\(beams) beams × \(tokens) new tokens need \(need) of KV cache and logits, more than the \(backend) device's \(available / (1 << 20)) MiB; lower --beams or --max-tokens"
         }
     }
 }
