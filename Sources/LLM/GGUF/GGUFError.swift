@@ -31,21 +31,21 @@ public enum GGUFError: Error, Equatable, CustomStringConvertible {
         case let .invalid(field, offset, reason):
             return "corrupt GGUF file: \(field) at byte \(offset): \(reason)"
         case let .unknownValueType(key, type, offset):
-            return "corrupt GGUF file: metadata '\(key)' has unknown value type \(type) at byte \(offset)"
+            return "corrupt GGUF file: metadata \(key.quotedForError) has unknown value type \(type) at byte \(offset)"
         case let .unknownTensorType(tensor, type, offset):
-            return "unsupported GGUF tensor type \(type) for tensor '\(tensor)' at byte \(offset)"
+            return "unsupported GGUF tensor type \(type) for tensor \(tensor.quotedForError) at byte \(offset)"
         case let .duplicateKey(key, offset):
-            return "corrupt GGUF file: metadata key '\(key)' repeated at byte \(offset)"
+            return "corrupt GGUF file: metadata key \(key.quotedForError) repeated at byte \(offset)"
         case let .duplicateTensor(name, offset):
-            return "corrupt GGUF file: tensor '\(name)' repeated at byte \(offset)"
+            return "corrupt GGUF file: tensor \(name.quotedForError) repeated at byte \(offset)"
         case let .tensorOutOfBounds(tensor, start, end, fileSize):
-            return "corrupt or truncated GGUF file: tensor '\(tensor)' spans bytes \(start)..<\(end), past the end of the file (\(fileSize) bytes)"
+            return "corrupt or truncated GGUF file: tensor \(tensor.quotedForError) spans bytes \(start)..<\(end), past the end of the file (\(fileSize) bytes)"
         case let .missingKey(key):
-            return "GGUF metadata lacks required key '\(key)'"
+            return "GGUF metadata lacks required key \(key.quotedForError)"
         case let .wrongValueType(key, expected, found):
-            return "GGUF metadata '\(key)' is \(found), expected \(expected)"
+            return "GGUF metadata \(key.quotedForError) is \(found), expected \(expected)"
         case let .missingTensor(name):
-            return "GGUF file lacks required tensor '\(name)'"
+            return "GGUF file lacks required tensor \(name.quotedForError)"
         }
     }
 }

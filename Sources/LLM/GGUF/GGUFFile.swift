@@ -72,16 +72,23 @@ public final class GGUFFile: @unchecked Sendable {
 
     private let ownsMapping: Bool
 
+    /// The GGUF specification's bound on a metadata key, in bytes.
+    public static let maxKeyLength = 65_535
+    /// ggml's bound on a tensor name (GGML_MAX_NAME, with its terminating zero), in bytes.
+    public static let maxTensorNameLength = 63
+
     private init(path: String, base: UnsafeRawPointer, length: Int, owned: Bool) throws {
         var reader = ByteReader(base: base, count: length)
         let header = try reader.header()
         var metadata: [String: GGUFValue] = [:]
         var keys: [String] = []
         keys.reserveCapacity(min(header.kvCount, 4096))
+        var alignmentOffset = 0
         for index in 0..<header.kvCount {
             let keyOffset = reader.offset
-            let key = try reader.string(field: "metadata[\(index)].key")
+            let key = try reader.string(field: "metadata[\(index)].key", limit: GGUFFile.maxKeyLength)
             guard metadata[key] == nil else { throw GGUFError.duplicateKey(key, offset: keyOffset) }
+            if key == "general.alignment" { alignmentOffset = reader.offset + 4 }
             metadata[key] = try reader.value(key: key)
             keys.append(key)
         }
@@ -89,8 +96,8 @@ public final class GGUFFile: @unchecked Sendable {
         var alignment = 32
         if let value = metadata["general.alignment"] {
             guard let a = value.intValue, a > 0, a & (a - 1) == 0, a <= 1 << 20 else {
-                throw GGUFError.invalid(field: "general.alignment", offset: 0,
-                                        reason: "\(value) is not a power of two")
+                throw GGUFError.invalid(field: "general.alignment", offset: alignmentOffset,
+                                        reason: "\(value.shownInError) is not a power of two from 1 to 2^20")
             }
             alignment = a
         }
@@ -100,33 +107,33 @@ public final class GGUFFile: @unchecked Sendable {
         var index: [String: Int] = [:]
         for t in 0..<header.tensorCount {
             let at = reader.offset
-            let name = try reader.string(field: "tensor[\(t)].name")
+            let name = try reader.string(field: "tensor[\(t)].name", limit: GGUFFile.maxTensorNameLength)
             guard index[name] == nil else { throw GGUFError.duplicateTensor(name, offset: at) }
             let dimsOffset = reader.offset
-            let dimCount = Int(try reader.u32(field: "tensor '\(name)' dimension count"))
+            let dimCount = Int(try reader.u32(field: "tensor \(name.quotedForError) dimension count"))
             guard (1...4).contains(dimCount) else {
-                throw GGUFError.invalid(field: "tensor '\(name)' dimension count", offset: dimsOffset,
+                throw GGUFError.invalid(field: "tensor \(name.quotedForError) dimension count", offset: dimsOffset,
                                         reason: "\(dimCount) (ggml allows 1 to 4)")
             }
             var dims: [Int] = []
             for d in 0..<dimCount {
                 let dOffset = reader.offset
-                let raw = try reader.u64(field: "tensor '\(name)' dimension \(d)")
+                let raw = try reader.u64(field: "tensor \(name.quotedForError) dimension \(d)")
                 guard raw > 0, raw <= UInt64(Int32.max) else {
-                    throw GGUFError.invalid(field: "tensor '\(name)' dimension \(d)", offset: dOffset,
+                    throw GGUFError.invalid(field: "tensor \(name.quotedForError) dimension \(d)", offset: dOffset,
                                             reason: "\(raw) is out of range")
                 }
                 dims.append(Int(raw))
             }
             let typeOffset = reader.offset
-            let rawType = try reader.u32(field: "tensor '\(name)' type")
+            let rawType = try reader.u32(field: "tensor \(name.quotedForError) type")
             guard let type = GGMLType(rawValue: rawType) else {
                 throw GGUFError.unknownTensorType(tensor: name, type: rawType, offset: typeOffset)
             }
             let relOffset = reader.offset
-            let rel = try reader.u64(field: "tensor '\(name)' offset")
+            let rel = try reader.u64(field: "tensor \(name.quotedForError) offset")
             guard rel <= UInt64(Int.max / 2), Int(rel) % alignment == 0 else {
-                throw GGUFError.invalid(field: "tensor '\(name)' offset", offset: relOffset,
+                throw GGUFError.invalid(field: "tensor \(name.quotedForError) offset", offset: relOffset,
                                         reason: "\(rel) is not a multiple of the alignment \(alignment)")
             }
             index[name] = infos.count
@@ -140,14 +147,14 @@ public final class GGUFFile: @unchecked Sendable {
         tensors.reserveCapacity(infos.count)
         for info in infos {
             guard info.dims[0] % info.type.blockSize == 0, let rowBytes = info.type.rowBytes(info.dims[0]) else {
-                throw GGUFError.invalid(field: "tensor '\(info.name)' dimension 0", offset: info.at,
+                throw GGUFError.invalid(field: "tensor \(info.name.quotedForError) dimension 0", offset: info.at,
                                         reason: "\(info.dims[0]) is not a multiple of \(info.type)'s block of \(info.type.blockSize)")
             }
             var bytes = rowBytes
             for d in info.dims.dropFirst() {
                 let (product, o) = bytes.multipliedReportingOverflow(by: d)
                 guard !o else {
-                    throw GGUFError.invalid(field: "tensor '\(info.name)' size", offset: info.at, reason: "overflows")
+                    throw GGUFError.invalid(field: "tensor \(info.name.quotedForError) size", offset: info.at, reason: "overflows")
                 }
                 bytes = product
             }
@@ -310,9 +317,15 @@ struct ByteReader {
         return (version, Int(tensorCount), Int(kvCount))
     }
 
-    mutating func string(field: @autoclosure () -> String) throws -> String {
+    /// A length-prefixed string. The length is checked against `limit` and the bytes left
+    /// before anything is read or allocated, so a bogus length costs nothing.
+    mutating func string(field: @autoclosure () -> String, limit: Int = .max) throws -> String {
         let lengthOffset = offset
         let length = try u64(field: field() + " length")
+        guard length <= UInt64(limit) else {
+            throw GGUFError.invalid(field: field() + " length", offset: lengthOffset,
+                                    reason: "\(length) bytes is over the limit of \(limit)")
+        }
         guard length <= UInt64(remaining) else {
             throw GGUFError.truncated(field: field(), offset: lengthOffset + 8, needed: length > UInt64(Int.max) ? Int.max : Int(length))
         }
@@ -324,7 +337,7 @@ struct ByteReader {
 
     mutating func value(key: String) throws -> GGUFValue {
         let typeOffset = offset
-        let raw = try u32(field: "metadata '\(key)' type")
+        let raw = try u32(field: "metadata \(key.quotedForError) type")
         guard let tag = GGUFValue.Tag(rawValue: raw) else {
             throw GGUFError.unknownValueType(key: key, type: raw, offset: typeOffset)
         }
@@ -332,35 +345,36 @@ struct ByteReader {
     }
 
     private mutating func value(_ tag: GGUFValue.Tag, key: String, depth: Int) throws -> GGUFValue {
-        let field = "metadata '\(key)'"
+        // Built only when an error needs it: this runs once per vocabulary entry.
+        func field() -> String { "metadata \(key.quotedForError)" }
         switch tag {
-        case .uint8: return .uint8(try load(UInt8.self, field: field))
-        case .int8: return .int8(try load(Int8.self, field: field))
-        case .uint16: return .uint16(try load(UInt16.self, field: field))
-        case .int16: return .int16(try load(Int16.self, field: field))
-        case .uint32: return .uint32(try load(UInt32.self, field: field))
-        case .int32: return .int32(try load(Int32.self, field: field))
-        case .uint64: return .uint64(try load(UInt64.self, field: field))
-        case .int64: return .int64(try load(Int64.self, field: field))
-        case .float32: return .float32(Float(bitPattern: try load(UInt32.self, field: field)))
-        case .float64: return .float64(Double(bitPattern: try load(UInt64.self, field: field)))
+        case .uint8: return .uint8(try load(UInt8.self, field: field()))
+        case .int8: return .int8(try load(Int8.self, field: field()))
+        case .uint16: return .uint16(try load(UInt16.self, field: field()))
+        case .int16: return .int16(try load(Int16.self, field: field()))
+        case .uint32: return .uint32(try load(UInt32.self, field: field()))
+        case .int32: return .int32(try load(Int32.self, field: field()))
+        case .uint64: return .uint64(try load(UInt64.self, field: field()))
+        case .int64: return .int64(try load(Int64.self, field: field()))
+        case .float32: return .float32(Float(bitPattern: try load(UInt32.self, field: field())))
+        case .float64: return .float64(Double(bitPattern: try load(UInt64.self, field: field())))
         case .bool:
             let at = offset
-            let b = try load(UInt8.self, field: field)
-            guard b <= 1 else { throw GGUFError.invalid(field: field, offset: at, reason: "bool is \(b)") }
+            let b = try load(UInt8.self, field: field())
+            guard b <= 1 else { throw GGUFError.invalid(field: field(), offset: at, reason: "bool is \(b)") }
             return .bool(b == 1)
-        case .string: return .string(try string(field: field))
+        case .string: return .string(try string(field: field()))
         case .array:
             let at = offset
-            let rawType = try u32(field: field + " element type")
+            let rawType = try u32(field: field() + " element type")
             guard let elementTag = GGUFValue.Tag(rawValue: rawType) else {
                 throw GGUFError.unknownValueType(key: key, type: rawType, offset: at)
             }
-            guard depth < 4 else { throw GGUFError.invalid(field: field, offset: at, reason: "arrays nested too deeply") }
+            guard depth < 4 else { throw GGUFError.invalid(field: field(), offset: at, reason: "arrays nested too deeply") }
             let countOffset = offset
-            let n = try u64(field: field + " element count")
+            let n = try u64(field: field() + " element count")
             guard n <= UInt64(remaining / elementTag.minimumSize) else {
-                throw GGUFError.invalid(field: field + " element count", offset: countOffset,
+                throw GGUFError.invalid(field: field() + " element count", offset: countOffset,
                                         reason: "\(n) elements cannot fit in the \(remaining) bytes left")
             }
             var items: [GGUFValue] = []

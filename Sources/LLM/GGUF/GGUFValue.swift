@@ -91,7 +91,18 @@ public indirect enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
         case .float32(let v): return "\(v)"
         case .float64(let v): return "\(v)"
         case .bool(let v): return "\(v)"
+        case .uint64(let v): return "\(v)"
         default: return "\(intValue ?? 0)"
+        }
+    }
+
+    /// The value for an error message: numbers as read, text quoted and bounded
+    /// (`ErrorQuoting`), arrays by their type and length only.
+    public var shownInError: String {
+        switch self {
+        case .string(let s): return "the string \(s.quotedForError)"
+        case .array: return "an \(typeName)"
+        default: return description
         }
     }
 }

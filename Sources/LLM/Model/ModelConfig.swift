@@ -89,7 +89,7 @@ public struct ModelConfig: Sendable, Equatable {
         let scalingType = gguf[key("rope.scaling.type")]?.stringValue ?? "linear"
         guard scalingType == "linear" || scalingType == "none" else {
             throw ModelError.invalidHyperparameter(key: key("rope.scaling.type"),
-                                                   value: "\(scalingType) (RoPE scaling other than linear is not supported)")
+                                                   value: "\(scalingType.quotedForError) (RoPE scaling other than linear is not supported)")
         }
         var positionScale: Float = 1
         if scalingType == "linear", let factor = gguf[key("rope.scaling.factor")]?.floatValue, factor > 0, factor != 1 {
@@ -183,13 +183,13 @@ public enum ModelError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unsupportedArchitecture(let a):
-            return "unsupported model architecture '\(a)' (supported: \(ModelLoader.supportedArchitectures.sorted().joined(separator: ", ")))"
+            return "unsupported model architecture \(a.quotedForError) (supported: \(ModelLoader.supportedArchitectures.sorted().joined(separator: ", ")))"
         case let .invalidHyperparameter(key, value):
             return "invalid model metadata: \(key) = \(value)"
         case let .unsupportedTensorType(tensor, type, backend):
-            return "tensor '\(tensor)' has weight type \(type), which the \(backend) backend does not support"
+            return "tensor \(tensor.quotedForError) has weight type \(type), which the \(backend) backend does not support"
         case let .tensorShape(tensor, expected, found):
-            return "tensor '\(tensor)' has shape \(found), expected \(expected)"
+            return "tensor \(tensor.quotedForError) has shape \(found), expected \(expected)"
         case .contextTooSmall(let n):
             return "context of \(n) tokens is too small (need at least 1)"
         case let .contextTooLarge(context, bytes, available, backend):

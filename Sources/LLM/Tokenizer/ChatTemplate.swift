@@ -66,7 +66,7 @@ public enum ChatTemplateError: Error, Equatable, CustomStringConvertible {
         case .missing:
             return "this model has no chat template (tokenizer.chat_template); run without --chat"
         case .unrecognised(let prefix):
-            return "unrecognised chat template (known forms: ChatML, Gemma turns): \(prefix.debugDescription)…"
+            return "unrecognised chat template (known forms: ChatML, Gemma turns): \(prefix.quotedForError)"
         }
     }
 }

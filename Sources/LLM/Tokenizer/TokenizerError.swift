@@ -16,13 +16,13 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
         case let .missingKey(key):
             return "GGUF metadata lacks the tokenizer key '\(key)'"
         case let .unsupportedModel(key, value):
-            return "unsupported tokenizer: \(key) = '\(value)' (supported: 'llama' for SentencePiece, 'gpt2' for byte-level BPE)"
+            return "unsupported tokenizer: \(key) = \(value.quotedForError) (supported: 'llama' for SentencePiece, 'gpt2' for byte-level BPE)"
         case let .unsupportedPreTokenizer(key, value):
-            return "unsupported pre-tokenizer: \(key) = '\(value)' (supported: \(PreTokenizerConfig.supportedNames.joined(separator: ", ")))"
+            return "unsupported pre-tokenizer: \(key) = \(value.quotedForError) (supported: \(PreTokenizerConfig.supportedNames.joined(separator: ", ")))"
         case let .invalidMetadata(key, reason):
             return "invalid tokenizer metadata '\(key)': \(reason)"
         case let .duplicateToken(text, first, second):
-            return "invalid tokenizer metadata 'tokenizer.ggml.tokens': token '\(text)' appears as both id \(first) and id \(second)"
+            return "invalid tokenizer metadata 'tokenizer.ggml.tokens': token \(text.quotedForError) appears as both id \(first) and id \(second)"
         case let .missingSpecialToken(flagKey, idKey):
             return "invalid tokenizer metadata: \(flagKey) is true but \(idKey) is not set"
         }

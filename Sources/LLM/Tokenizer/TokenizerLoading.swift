@@ -78,7 +78,7 @@ extension Tokenizer {
     private static func bool(_ gguf: GGUFFile, _ key: String) throws -> Bool? {
         guard let value = gguf[key] else { return nil }
         guard let flag = value.boolValue else {
-            throw TokenizerError.invalidMetadata(key: key, reason: "\(value.typeName) \(value), expected a bool")
+            throw TokenizerError.invalidMetadata(key: key, reason: "\(value.shownInError), expected a bool")
         }
         return flag
     }
