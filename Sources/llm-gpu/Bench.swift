@@ -39,7 +39,7 @@ struct Bench: ParsableCommand {
         var rows: [BenchRow] = []
         let base = BenchRow(model: model.config.name, modelType: modelType(model), sizeBytes: model.weightBytes,
                             parameters: model.parameterCount, backend: model.backend.name,
-                            device: model.backend.deviceDescription, threads: min(engine.threads ?? ProcessInfo.processInfo.activeProcessorCount, ProcessInfo.processInfo.activeProcessorCount),
+                            device: model.backend.deviceDescription, threads: engine.cpuThreads,
                             test: "", tokens: 0, tokensPerS: 0, stddev: 0, samples: [],
                             bytesPerToken: nil, bandwidthGBPerS: nil)
         if promptTokens > 0 {

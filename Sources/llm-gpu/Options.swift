@@ -41,21 +41,19 @@ struct EngineOptions: ParsableArguments {
         if backend == .cpu, device != nil { throw ValidationError("--device applies to GPU backends, not --backend cpu") }
     }
 
-    /// `--threads`, clamped to the cores this process may use (more threads than cores only
-    /// contend); says so on stderr when it clamps.
-    var cpuThreads: Int? {
-        guard let threads else { return nil }
+    /// `--threads` (default: all cores), clamped to the cores this process may use: more threads
+    /// than cores only contend.
+    var cpuThreads: Int {
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        if threads > cores {
-            printError("note: --threads \(threads) is more than the \(cores) cores here; using \(cores)")
-            return cores
-        }
-        return threads
+        return min(threads ?? cores, cores)
     }
 
     func makeBackend() throws -> Backend {
         switch backend {
         case .cpu:
+            if let threads, threads > cpuThreads {
+                printError("note: --threads \(threads) is more than the \(cpuThreads) cores here; using \(cpuThreads)")
+            }
             return CPUBackend(threads: cpuThreads, int8Activations: cpuActivations == .int8)
         case .opencl:
             // Errors (no platform, no such device, too little memory) propagate: never a CPU fallback.

@@ -96,10 +96,13 @@ public struct BeamSearch {
         let blockCount = promptBlocks + n * ((maxTokens + blockSize - 1) / blockSize + 2)
         let width = model.config.kvHeads * model.config.headDim, graphRows = max(n, 128)
         // Checked here, before any allocation, so the message names what the user asked for (beams), not --context.
-        let (kvBytes, kvOverflow) = (blockCount * blockSize).multipliedReportingOverflow(by: width * 8 * model.config.layers)
-        let (bytes, overflow) = kvBytes.addingReportingOverflow(2 * graphRows * vocab * MemoryLayout<Float>.size)
-        if kvOverflow || overflow || model.backend.memoryCapacity.map({ UInt64(bytes) > $0 }) == true {
-            throw ModelError.beamsTooLarge(beams: n, tokens: maxTokens, bytes: kvOverflow || overflow ? .max : bytes,
+        let kvBytes = BlockPool.allocationBytes(layers: model.config.layers, blockSize: blockSize, blockCount: blockCount, width: width)
+        let bytes = kvBytes.flatMap { kv in
+            let (sum, overflow) = kv.addingReportingOverflow(2 * graphRows * vocab * MemoryLayout<Float>.size)
+            return overflow ? nil : sum
+        }
+        if bytes == nil || model.backend.memoryCapacity.map({ UInt64(bytes!) > $0 }) == true {
+            throw ModelError.beamsTooLarge(beams: n, tokens: maxTokens, bytes: bytes ?? .max,
                                            available: model.backend.memoryCapacity ?? 0, backend: model.backend.name)
         }
         let pool = try BlockPool(backend: model.backend, layers: model.config.layers, blockSize: blockSize,

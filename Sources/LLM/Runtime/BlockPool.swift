@@ -14,10 +14,16 @@ public final class BlockPool {
     public private(set) var peakBlocksInUse = 0
     private let backend: Backend
 
-    public init(backend: Backend, layers: Int, blockSize: Int, blockCount: Int, width: Int) throws {
+    /// Bytes of K and V a pool of this shape allocates (f32, over all layers); nil when that overflows.
+    public static func allocationBytes(layers: Int, blockSize: Int, blockCount: Int, width: Int) -> Int? {
         let (bytes, overflow) = (blockCount * blockSize).multipliedReportingOverflow(by: width * 8 * layers)
-        if overflow || backend.memoryCapacity.map({ UInt64(bytes) > $0 }) == true {
-            throw ModelError.contextTooLarge(context: blockCount * blockSize, bytes: overflow ? .max : bytes,
+        return overflow ? nil : bytes
+    }
+
+    public init(backend: Backend, layers: Int, blockSize: Int, blockCount: Int, width: Int) throws {
+        let bytes = Self.allocationBytes(layers: layers, blockSize: blockSize, blockCount: blockCount, width: width)
+        if bytes == nil || backend.memoryCapacity.map({ UInt64(bytes!) > $0 }) == true {
+            throw ModelError.contextTooLarge(context: blockCount * blockSize, bytes: bytes ?? .max,
                                              available: backend.memoryCapacity ?? 0, backend: backend.name)
         }
         self.backend = backend
